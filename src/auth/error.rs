@@ -1,0 +1,45 @@
+//! Errors of the use-cases, in their own words; `http` maps each to a status.
+
+use crate::domain::Invalid;
+use crate::store::StoreError;
+
+use super::hashing::HashingError;
+use super::tokens::TokenError;
+
+/// One field that failed its rule.
+#[derive(Debug, Clone)]
+pub struct FieldProblem {
+    pub field: &'static str,
+    pub invalid: Invalid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the request has invalid fields")]
+    Invalid(Vec<FieldProblem>),
+    #[error("Username already registered")]
+    UsernameTaken,
+    #[error("Email already registered")]
+    EmailTaken,
+    #[error("Incorrect username or password")]
+    InvalidCredentials,
+    #[error("Invalid token")]
+    InvalidToken,
+    #[error("password hashing is at capacity")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+    #[error("cannot sign a token: {0}")]
+    Signing(#[from] TokenError),
+}
+
+impl From<HashingError> for AuthError {
+    fn from(error: HashingError) -> Self {
+        match error {
+            HashingError::Busy => Self::Busy,
+            HashingError::Failed(reason) => Self::Hashing(reason),
+        }
+    }
+}

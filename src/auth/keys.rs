@@ -1,0 +1,219 @@
+//! The keys tokens are signed and verified with.
+//!
+//! By default an Ed25519 key is generated on first start and kept in the
+//! database, so restarts and other instances on the same database sign and
+//! verify alike. With the origin's `SECRET_KEY`, one HS256 key is used instead
+//! and nothing symmetric is ever published. Each key carries its algorithm:
+//! verification pins the algorithm to the key found by `kid`, never to the
+//! token's header.
+
+use std::collections::HashMap;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::store::{KeyState, SigningKeyRecord, Store, StoreError};
+
+/// The `kid` of the HS256 key made from `SECRET_KEY`.
+const SECRET_KEY_KID: &str = "secret-key";
+
+/// A key that verifies, with the one algorithm it may be used for.
+pub(crate) struct VerifyingKey {
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+}
+
+pub(crate) struct SigningKey {
+    pub kid: String,
+    pub algorithm: Algorithm,
+    pub key: EncodingKey,
+}
+
+/// A public key as published in the JWKS (RFC 7517, RFC 8037 for OKP).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PublicJwk {
+    pub kty: &'static str,
+    pub crv: &'static str,
+    pub x: String,
+    pub kid: String,
+    pub alg: &'static str,
+    #[serde(rename = "use")]
+    pub usage: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("signing keys: {0}")]
+    Store(#[from] StoreError),
+    #[error("a stored signing key is unusable: {0}")]
+    Corrupt(String),
+    #[error("cannot generate a signing key")]
+    Generate,
+}
+
+/// Every key this instance signs or verifies with.
+pub struct Keyring {
+    pub(crate) signing: SigningKey,
+    pub(crate) verifying: HashMap<String, VerifyingKey>,
+    published: Vec<PublicJwk>,
+}
+
+impl Keyring {
+    /// HS256 with the origin's `SECRET_KEY`.
+    pub fn from_secret(secret: &SecretString) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        let verifying = VerifyingKey {
+            algorithm: Algorithm::HS256,
+            key: DecodingKey::from_secret(bytes),
+        };
+        Self {
+            signing: SigningKey {
+                kid: SECRET_KEY_KID.to_owned(),
+                algorithm: Algorithm::HS256,
+                key: EncodingKey::from_secret(bytes),
+            },
+            verifying: HashMap::from([(SECRET_KEY_KID.to_owned(), verifying)]),
+            published: Vec::new(),
+        }
+    }
+
+    /// Loads the Ed25519 keys from the database, creating the first one if there is none.
+    pub async fn load_or_create(store: &Store, clock: &dyn Clock) -> Result<Self, KeyError> {
+        let mut records = store.signing_keys().await?;
+        if !records.iter().any(|key| key.state == KeyState::Active) {
+            let generation = records.first().map_or(1, |newest| newest.generation + 1);
+            match store
+                .insert_signing_key(&generate(generation, clock)?)
+                .await
+            {
+                // Another instance created this generation first: use theirs.
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(error) => return Err(error.into()),
+            }
+            records = store.signing_keys().await?;
+        }
+        Self::from_records(&records)
+    }
+
+    fn from_records(records: &[SigningKeyRecord]) -> Result<Self, KeyError> {
+        let mut verifying = HashMap::new();
+        let mut published = Vec::new();
+        let mut signing = None;
+        // Newest first, so the first active key is the one to sign with.
+        for record in records {
+            if record.algorithm != "EdDSA" {
+                return Err(KeyError::Corrupt(format!(
+                    "key {} has algorithm {}",
+                    record.kid, record.algorithm
+                )));
+            }
+            let pkcs8 = STANDARD
+                .decode(record.private_key.expose_secret())
+                .map_err(|_| KeyError::Corrupt(format!("key {} is not base64", record.kid)))?;
+            let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| {
+                KeyError::Corrupt(format!("key {} is not an Ed25519 PKCS#8 key", record.kid))
+            })?;
+            let public = pair.public_key().as_ref();
+            verifying.insert(
+                record.kid.clone(),
+                VerifyingKey {
+                    algorithm: Algorithm::EdDSA,
+                    key: DecodingKey::from_ed_der(public),
+                },
+            );
+            published.push(public_jwk(&record.kid, public));
+            if signing.is_none() && record.state == KeyState::Active {
+                signing = Some(SigningKey {
+                    kid: record.kid.clone(),
+                    algorithm: Algorithm::EdDSA,
+                    key: EncodingKey::from_ed_der(&pkcs8),
+                });
+            }
+        }
+        let signing =
+            signing.ok_or_else(|| KeyError::Corrupt("no active signing key".to_owned()))?;
+        Ok(Self {
+            signing,
+            verifying,
+            published,
+        })
+    }
+
+    /// The public keys, for `/.well-known/jwks.json`.
+    pub fn public_keys(&self) -> &[PublicJwk] {
+        &self.published
+    }
+}
+
+/// A fresh Ed25519 key whose `kid` is its RFC 7638 thumbprint.
+fn generate(generation: i64, clock: &dyn Clock) -> Result<SigningKeyRecord, KeyError> {
+    let pkcs8 =
+        Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| KeyError::Generate)?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| KeyError::Generate)?;
+    let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+    Ok(SigningKeyRecord {
+        kid: thumbprint(&x),
+        generation,
+        algorithm: "EdDSA".to_owned(),
+        private_key: SecretString::from(STANDARD.encode(pkcs8.as_ref())),
+        public_key: x,
+        state: KeyState::Active,
+        created_at: clock.now(),
+    })
+}
+
+/// RFC 7638 thumbprint of an Ed25519 public JWK: SHA-256 over its required members in order.
+fn thumbprint(x: &str) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(digest(&SHA256, canonical.as_bytes()).as_ref())
+}
+
+fn public_jwk(kid: &str, public: &[u8]) -> PublicJwk {
+    PublicJwk {
+        kty: "OKP",
+        crv: "Ed25519",
+        x: URL_SAFE_NO_PAD.encode(public),
+        kid: kid.to_owned(),
+        alg: "EdDSA",
+        usage: "sig",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    #[test]
+    fn generated_keys_load_and_publish_only_the_public_half() {
+        let record = generate(1, &SystemClock).unwrap();
+        let keyring = Keyring::from_records(std::slice::from_ref(&record)).unwrap();
+        assert_eq!(keyring.signing.kid, record.kid);
+        let published = serde_json::to_string(keyring.public_keys()).unwrap();
+        assert!(!published.contains(record.private_key.expose_secret()));
+        assert!(!published.contains("\"d\""));
+        assert_eq!(keyring.public_keys()[0].x, record.public_key);
+    }
+
+    #[test]
+    fn the_thumbprint_matches_rfc_8037() {
+        // RFC 8037 appendix A.3.
+        assert_eq!(
+            thumbprint("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    #[test]
+    fn the_secret_key_is_never_published() {
+        let keyring = Keyring::from_secret(&SecretString::from("x".repeat(32)));
+        assert!(keyring.public_keys().is_empty());
+    }
+}

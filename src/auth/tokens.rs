@@ -1,0 +1,213 @@
+//! Access tokens: JWTs after RFC 9068 and RFC 8725.
+//!
+//! Issued with header `typ: at+jwt` and a `kid`, and claims `iss`, `aud`,
+//! `sub` (the user id), `preferred_username`, `iat`, `nbf`, `exp`, `jti`.
+//! Verification looks the key up by `kid` (untrusted input, only ever a map
+//! key), pins the algorithm to that key, requires every claim, and checks the
+//! times against the injected clock with a small leeway. Headers such as
+//! `jwk`, `jku`, `x5u` and `x5c` are never followed.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use jsonwebtoken::{Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::keys::Keyring;
+use crate::clock::Clock;
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds (RFC 8725 allows a few minutes; we keep it small).
+pub const LEEWAY_SECONDS: i64 = 30;
+/// Longer tokens are refused before any parsing.
+const MAX_TOKEN_BYTES: usize = 4096;
+const TOKEN_TYPE: &str = "at+jwt";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub preferred_username: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// A freshly signed token and its lifetime.
+pub struct IssuedToken {
+    pub access_token: String,
+    pub expires_in: i64,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("IssuedToken([REDACTED])")
+    }
+}
+
+/// Why a token was refused; the reason is logged, never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token rejected: {0}")]
+    Rejected(&'static str),
+    #[error("token rejected by the JWT library: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+}
+
+pub struct TokenService {
+    keyring: Keyring,
+    issuer: String,
+    audience: String,
+    lifetime: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl TokenService {
+    pub fn new(
+        keyring: Keyring,
+        issuer: String,
+        audience: String,
+        lifetime: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            keyring,
+            issuer,
+            audience,
+            lifetime,
+            clock,
+        }
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    pub fn issue(&self, user_id: Uuid, username: &str) -> Result<IssuedToken, TokenError> {
+        let now = self.clock.now().timestamp();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id.to_string(),
+            preferred_username: username.to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + self.lifetime.num_seconds(),
+            jti: Uuid::now_v7().to_string(),
+        };
+        let signing = &self.keyring.signing;
+        let mut header = Header::new(signing.algorithm);
+        header.typ = Some(TOKEN_TYPE.to_owned());
+        header.kid = Some(signing.kid.clone());
+        let access_token = jsonwebtoken::encode(&header, &claims, &signing.key)?;
+        Ok(IssuedToken {
+            access_token,
+            expires_in: self.lifetime.num_seconds(),
+        })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Rejected("too long"));
+        }
+        let header = jsonwebtoken::decode_header(token)?;
+        if !header.typ.as_deref().is_some_and(is_access_token_type) {
+            return Err(TokenError::Rejected("wrong typ"));
+        }
+        let kid = header.kid.ok_or(TokenError::Rejected("no kid"))?;
+        let key = self
+            .keyring
+            .verifying
+            .get(&kid)
+            .ok_or(TokenError::Rejected("unknown kid"))?;
+        let mut validation = Validation::new(key.algorithm);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        // Times are checked below against our clock, not the library's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)?.claims;
+        let now = self.clock.now().timestamp();
+        if claims.exp <= now - LEEWAY_SECONDS {
+            return Err(TokenError::Rejected("expired"));
+        }
+        if claims.nbf > now + LEEWAY_SECONDS || claims.iat > now + LEEWAY_SECONDS {
+            return Err(TokenError::Rejected("not yet valid"));
+        }
+        Ok(claims)
+    }
+}
+
+/// RFC 9068 section 4: `at+jwt`, or its full media type, compared case-insensitively.
+fn is_access_token_type(typ: &str) -> bool {
+    typ.eq_ignore_ascii_case(TOKEN_TYPE) || typ.eq_ignore_ascii_case("application/at+jwt")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use secrecy::SecretString;
+
+    fn service(clock: &ManualClock) -> TokenService {
+        let keyring = Keyring::from_secret(&SecretString::from("k".repeat(32)));
+        TokenService::new(
+            keyring,
+            "http://issuer".into(),
+            "latchkey".into(),
+            Duration::minutes(15),
+            Arc::new(clock.clone()),
+        )
+    }
+
+    #[test]
+    fn issued_tokens_verify_until_they_expire() {
+        let clock = ManualClock::new(chrono::Utc::now());
+        let tokens = service(&clock);
+        let user = Uuid::now_v7();
+        let issued = tokens.issue(user, "alice").unwrap();
+        let claims = tokens.verify(&issued.access_token).unwrap();
+        assert_eq!(claims.sub, user.to_string());
+        assert_eq!(claims.exp - claims.iat, 900);
+        clock.advance(Duration::seconds(900 + LEEWAY_SECONDS));
+        assert!(tokens.verify(&issued.access_token).is_err());
+    }
+
+    #[test]
+    fn tokens_from_the_future_are_refused() {
+        let clock = ManualClock::new(chrono::Utc::now());
+        let tokens = service(&clock);
+        let issued = tokens.issue(Uuid::now_v7(), "alice").unwrap();
+        clock.advance(Duration::seconds(-(LEEWAY_SECONDS + 5)));
+        assert!(tokens.verify(&issued.access_token).is_err());
+    }
+
+    #[test]
+    fn unsigned_and_retyped_tokens_are_refused() {
+        let clock = ManualClock::new(chrono::Utc::now());
+        let tokens = service(&clock);
+        let issued = tokens.issue(Uuid::now_v7(), "alice").unwrap();
+        let parts: Vec<&str> = issued.access_token.split('.').collect();
+        let none_header =
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"at+jwt","kid":"secret-key"}"#);
+        assert!(
+            tokens
+                .verify(&format!("{none_header}.{}.", parts[1]))
+                .is_err()
+        );
+        let id_token_header =
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT","kid":"secret-key"}"#);
+        assert!(
+            tokens
+                .verify(&format!("{id_token_header}.{}.{}", parts[1], parts[2]))
+                .is_err()
+        );
+        assert!(tokens.verify("").is_err());
+        assert!(tokens.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)).is_err());
+    }
+}

@@ -1,0 +1,59 @@
+//! The OpenAPI 3.1 document (`/openapi.json`) and the interactive docs page
+//! (`/docs`), whose assets are compiled into the binary. The document is built
+//! from the routers themselves; this file only adds what no route knows: the
+//! title, and the security schemes (OAuth 2.0 password flow against `/login`,
+//! so the page's Authorize button works, and a plain bearer scheme).
+
+use axum::Router;
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{
+    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
+};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "latchkey", description = "User-authentication API: registration, login, tokens."),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "origin", description = "The origin service's routes, unchanged for its clients"),
+        (name = "account", description = "The caller's account"),
+        (name = "operations", description = "Health, readiness and signing keys"),
+    )
+)]
+struct BaseDocument;
+
+pub fn base_document() -> utoipa::openapi::OpenApi {
+    BaseDocument::openapi()
+}
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+                "/login",
+                Scopes::new(),
+            ))])),
+        );
+        components.add_security_scheme(
+            "bearer_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn router(openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
+    Router::from(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+}

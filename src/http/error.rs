@@ -1,0 +1,152 @@
+//! The one mapping from errors to HTTP responses.
+//!
+//! Every error body is JSON with a `detail` member, the origin's shape: a
+//! string, or for validation failures a list of `{loc, msg, type}`. Server
+//! faults answer an opaque 500 and log their cause inside the request's span
+//! (which carries the request id); their text is never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::AuthError;
+
+/// `{"detail": "..."}`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    #[schema(example = "Incorrect username or password")]
+    pub detail: String,
+}
+
+/// `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationErrors {
+    pub detail: Vec<ValidationIssue>,
+}
+
+/// One failed rule: where (`["body", "password"]`), what, and a stable type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ValidationIssue {
+    pub loc: Vec<String>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl ValidationIssue {
+    pub fn body(field: Option<&str>, msg: impl Into<String>, kind: impl Into<String>) -> Self {
+        let mut loc = vec!["body".to_owned()];
+        loc.extend(field.map(str::to_owned));
+        Self {
+            loc,
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(Vec<ValidationIssue>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Not authenticated")]
+    NotAuthenticated,
+    #[error("Invalid token")]
+    InvalidToken,
+    #[error("Not Found")]
+    NotFound,
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+    #[error("Request body too large")]
+    PayloadTooLarge,
+    #[error("Unsupported media type")]
+    UnsupportedMediaType(&'static str),
+    #[error("Server busy, retry shortly")]
+    Busy,
+    #[error("Service unavailable")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Invalid(problems) => Self::Validation(
+                problems
+                    .into_iter()
+                    .map(|problem| {
+                        let msg =
+                            format!("{} {}", capitalized(problem.field), problem.invalid.message);
+                        ValidationIssue::body(Some(problem.field), msg, problem.invalid.kind)
+                    })
+                    .collect(),
+            ),
+            AuthError::UsernameTaken | AuthError::EmailTaken | AuthError::InvalidCredentials => {
+                Self::BadRequest(error.to_string())
+            }
+            AuthError::InvalidToken => Self::InvalidToken,
+            AuthError::Busy => Self::Busy,
+            AuthError::Store(_) | AuthError::Hashing(_) | AuthError::Signing(_) => {
+                Self::Internal(error.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotAuthenticated | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Busy | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let detail = match self {
+            Self::Validation(issues) => {
+                return (status, Json(ValidationErrors { detail: issues })).into_response();
+            }
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "request failed");
+                "Internal server error".to_owned()
+            }
+            Self::Unavailable(cause) => {
+                tracing::warn!(%cause, "not ready");
+                "Service unavailable".to_owned()
+            }
+            Self::UnsupportedMediaType(expected) => {
+                format!("Unsupported media type: send {expected}")
+            }
+            other => other.to_string(),
+        };
+        let mut response = (status, Json(ErrorDetail { detail })).into_response();
+        let headers = response.headers_mut();
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}

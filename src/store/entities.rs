@@ -1,0 +1,72 @@
+//! SeaORM entities: the shape of each table as the code sees it. The columns'
+//! database types are set by the migrations in [`super::migration`].
+
+use std::fmt;
+
+use sea_orm::DeriveValueType;
+
+/// A column holding a secret (a password hash, a private key): compared and
+/// stored like any string, but never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, DeriveValueType)]
+pub struct SecretColumn(pub String);
+
+impl fmt::Debug for SecretColumn {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("[REDACTED]")
+    }
+}
+
+pub mod user {
+    use sea_orm::entity::prelude::*;
+
+    use super::SecretColumn;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub username: String,
+        #[sea_orm(unique)]
+        pub username_normalized: String,
+        pub email: String,
+        #[sea_orm(unique)]
+        pub email_normalized: String,
+        pub password_hash: SecretColumn,
+        pub disabled: bool,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod signing_key {
+    use sea_orm::entity::prelude::*;
+
+    use super::SecretColumn;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "signing_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kid: String,
+        #[sea_orm(unique)]
+        pub generation: i64,
+        pub algorithm: String,
+        /// PKCS#8 document, base64.
+        pub private_key: SecretColumn,
+        /// Raw public key, base64url without padding (the JWK `x`).
+        pub public_key: String,
+        pub state: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

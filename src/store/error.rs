@@ -1,0 +1,78 @@
+//! Errors of the persistence layer, in its own words. Database text stays in
+//! the `Database` variant, which callers log and never send to clients.
+
+use std::ops::Deref;
+
+use sea_orm::{DbErr, RuntimeErr, SqlErr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write.
+    #[error("a unique constraint refused the write")]
+    Conflict,
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] DbErr),
+    /// The database was migrated by a newer latchkey than this one.
+    #[error(
+        "the database schema is newer than this latchkey (it has migration {0}, unknown here); \
+         run a latchkey at least as new as the one that migrated it"
+    )]
+    SchemaTooNew(String),
+    #[error("the database has migrations still to apply")]
+    MigrationsPending,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+}
+
+impl StoreError {
+    /// Whether the database asked us to try again: a deadlock, a serialization
+    /// failure or a busy SQLite file.
+    pub fn is_retryable(&self) -> bool {
+        let Self::Database(
+            DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error)),
+        ) = self
+        else {
+            return false;
+        };
+        let sea_orm::sqlx::Error::Database(error) = error.deref() else {
+            return false;
+        };
+        let code = error.code().unwrap_or_default();
+        // SQLSTATE 40001 (MySQL/MariaDB deadlock, serialization failure), 40P01
+        // (PostgreSQL deadlock); SQLite reports SQLITE_BUSY (5) and its extended codes.
+        matches!(code.as_ref(), "40001" | "40P01")
+            || code.parse::<i32>().is_ok_and(|code| code & 0xff == 5)
+    }
+}
+
+/// Maps a write error, naming unique violations as [`StoreError::Conflict`].
+pub(crate) fn classify_write(error: DbErr) -> StoreError {
+    match error.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict,
+        _ => StoreError::Database(error),
+    }
+}
+
+/// Runs a write, retrying a few times when the database reports a transient conflict.
+pub(crate) async fn with_retry<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    const ATTEMPTS: u32 = 5;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(error) if tries < ATTEMPTS && error.is_retryable() => {
+                tracing::debug!(tries, "retrying a write the database asked to retry");
+                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
+            }
+            result => return result,
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Queries on the `signing_keys` table: the token-signing keys every instance
+//! sharing the database signs and verifies with.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveValue::Set, EntityTrait, QueryOrder};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::entities::{SecretColumn, signing_key};
+use super::error::classify_write;
+use super::{Store, StoreError};
+
+/// Where a key is in its life: `Active` keys may sign; `Retired` ones only verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Active,
+    Retired,
+}
+
+impl KeyState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Retired => "retired",
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self, StoreError> {
+        match raw {
+            "active" => Ok(Self::Active),
+            "retired" => Ok(Self::Retired),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown signing key state {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A signing key as stored; the private half stays wrapped in [`SecretString`].
+#[derive(Debug, Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    /// Increases by one per key; unique, so two instances cannot both create "the first" key.
+    pub generation: i64,
+    pub algorithm: String,
+    /// PKCS#8 document, base64.
+    pub private_key: SecretString,
+    /// Raw public key, base64url without padding.
+    pub public_key: String,
+    pub state: KeyState,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Every stored key, newest generation first.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let rows = signing_key::Entity::find()
+            .order_by_desc(signing_key::Column::Generation)
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(SigningKeyRecord {
+                    state: KeyState::parse(&row.state)?,
+                    kid: row.kid,
+                    generation: row.generation,
+                    algorithm: row.algorithm,
+                    private_key: SecretString::from(row.private_key.0),
+                    public_key: row.public_key,
+                    created_at: row.created_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a new key; [`StoreError::Conflict`] if its generation was taken meanwhile.
+    pub async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        let row = signing_key::ActiveModel {
+            kid: Set(key.kid.clone()),
+            generation: Set(key.generation),
+            algorithm: Set(key.algorithm.clone()),
+            private_key: Set(SecretColumn(key.private_key.expose_secret().to_owned())),
+            public_key: Set(key.public_key.clone()),
+            state: Set(key.state.as_str().to_owned()),
+            created_at: Set(key.created_at),
+        };
+        signing_key::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(classify_write)?;
+        Ok(())
+    }
+}

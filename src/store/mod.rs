@@ -1,0 +1,108 @@
+//! Persistence only: rows in, domain types out. One [`Store`] over SQLite,
+//! MySQL/MariaDB and PostgreSQL, picked by the URL scheme.
+//!
+//! Queries are written once with SeaORM; where a dialect truly differs (column
+//! types, table options) the difference lives in one place in [`migration`].
+//! Errors leave this layer as [`StoreError`], never as database text.
+
+mod entities;
+mod error;
+mod keys;
+pub mod migration;
+pub mod origin;
+mod users;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use secrecy::{ExposeSecret, SecretString};
+
+pub use error::StoreError;
+pub use keys::{KeyState, SigningKeyRecord};
+pub use users::{NewUser, UserRecord};
+
+/// The three database families latchkey speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    MySql,
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a database URL's scheme.
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        let scheme = url
+            .split_once(':')
+            .map(|(scheme, _)| scheme)
+            .unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "mysql" | "mariadb" => Ok(Self::MySql),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => Err("the scheme must be sqlite:, mysql:, mariadb: or postgres:".to_owned()),
+        }
+    }
+}
+
+/// The application's handle on its database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens a connection pool; `mariadb:` URLs are spoken to with the MySQL driver.
+    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self, StoreError> {
+        let url = url.expose_secret();
+        let backend = Backend::from_url(url).map_err(StoreError::Config)?;
+        let driver_url = match url.strip_prefix("mariadb:") {
+            Some(rest) => format!("mysql:{rest}"),
+            None => url.to_owned(),
+        };
+        let mut options = ConnectOptions::new(driver_url);
+        options
+            .max_connections(max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false)
+            // Concurrent writers wait for SQLite's lock instead of failing at once.
+            .map_sqlx_sqlite_opts(|options| {
+                options
+                    .busy_timeout(Duration::from_secs(10))
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options)
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(Self { db, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The raw connection, for the migrator and for tests that inspect rows.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Cheap liveness check of the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await.map_err(StoreError::from)
+    }
+
+    /// Executes one raw statement; used by tooling that manages databases, not by use-cases.
+    pub async fn execute_unprepared(&self, sql: &str) -> Result<(), StoreError> {
+        self.db.execute_unprepared(sql).await?;
+        Ok(())
+    }
+
+    pub async fn close(self) {
+        // Closing only fails if already closed; nothing to do about it then.
+        let _ = self.db.close().await;
+    }
+}

@@ -1,0 +1,147 @@
+//! Queries on the `users` table.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
+use uuid::Uuid;
+
+use super::entities::{SecretColumn, user};
+use super::error::{classify_write, with_retry};
+use super::{Store, StoreError};
+
+/// A user as stored. Holds the password hash, so it has no revealing `Debug`.
+#[derive(Clone)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<user::Model> for UserRecord {
+    fn from(row: user::Model) -> Self {
+        Self {
+            id: row.id,
+            username: row.username,
+            email: row.email,
+            password_hash: row.password_hash.0,
+            disabled: row.disabled,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// What a new account row is made of; the caller has parsed every field.
+pub struct NewUser<'a> {
+    pub id: Uuid,
+    pub username: &'a str,
+    pub username_normalized: &'a str,
+    pub email: &'a str,
+    pub email_normalized: &'a str,
+    pub password_hash: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+impl Store {
+    pub async fn username_taken(&self, normalized: &str) -> Result<bool, StoreError> {
+        let found = user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .filter(user::Column::UsernameNormalized.eq(normalized))
+            .into_tuple::<Uuid>()
+            .one(&self.db)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    pub async fn email_taken(&self, normalized: &str) -> Result<bool, StoreError> {
+        let found = user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .filter(user::Column::EmailNormalized.eq(normalized))
+            .into_tuple::<Uuid>()
+            .one(&self.db)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// Inserts a user; a taken username or email comes back as [`StoreError::Conflict`].
+    pub async fn insert_user(&self, new: NewUser<'_>) -> Result<(), StoreError> {
+        with_retry(|| async {
+            let row = user::ActiveModel {
+                id: Set(new.id),
+                username: Set(new.username.to_owned()),
+                username_normalized: Set(new.username_normalized.to_owned()),
+                email: Set(new.email.to_owned()),
+                email_normalized: Set(new.email_normalized.to_owned()),
+                password_hash: Set(SecretColumn(new.password_hash.to_owned())),
+                disabled: Set(false),
+                created_at: Set(new.now),
+                updated_at: Set(new.now),
+            };
+            user::Entity::insert(row)
+                .exec_without_returning(&self.db)
+                .await
+                .map_err(classify_write)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Finds the account a login name designates: its username or its email, both normalized.
+    pub async fn find_user_by_login(
+        &self,
+        normalized: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let row = user::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(user::Column::UsernameNormalized.eq(normalized))
+                    .add(user::Column::EmailNormalized.eq(normalized)),
+            )
+            .one(&self.db)
+            .await?;
+        Ok(row.map(UserRecord::from))
+    }
+
+    pub async fn find_user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
+        let row = user::Entity::find_by_id(id).one(&self.db).await?;
+        Ok(row.map(UserRecord::from))
+    }
+
+    /// Replaces a password hash, but only if it is still `expected`, so a
+    /// rehash at login never overwrites a password changed in the meantime.
+    pub async fn replace_password_hash(
+        &self,
+        id: Uuid,
+        expected: &str,
+        replacement: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        with_retry(|| async {
+            let result = user::Entity::update_many()
+                .col_expr(user::Column::PasswordHash, replacement.into())
+                .col_expr(user::Column::UpdatedAt, now.into())
+                .filter(user::Column::Id.eq(id))
+                .filter(user::Column::PasswordHash.eq(expected))
+                .exec(&self.db)
+                .await?;
+            Ok(result.rows_affected == 1)
+        })
+        .await
+    }
+}
