@@ -112,7 +112,12 @@ impl Settings {
         }
         let settings: Settings = figment
             .merge(Env::raw().only(UNPREFIXED))
-            .merge(Env::prefixed("LATCHKEY_").ignore(&["config"]))
+            .merge(
+                Env::prefixed("LATCHKEY_")
+                    .ignore(&["config"])
+                    // The test suite's own variables (LATCHKEY_TEST_*) are not settings.
+                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_")),
+            )
             .extract()
             .map_err(|error| ConfigError(first_line(&error)))?;
         settings.validate()?;
@@ -218,16 +223,34 @@ pub fn mask_url_password(raw: &str) -> String {
     }
 }
 
-/// figment reports one error per problem; the first, on one line, is enough to act on.
+/// figment reports one error per problem; the first, on one line and naming
+/// the setting (by its TOML key and its environment variable), is enough to act on.
 fn first_line(error: &figment::Error) -> String {
     let first = error
         .clone()
         .into_iter()
         .next()
         .unwrap_or_else(|| error.clone());
-    let text = first.to_string().replace('\n', " ");
-    // figment names the key as `default.<name>`; the profile is noise here.
-    text.replace("key \"default.", "key \"")
+    let key = first
+        .path
+        .iter()
+        .filter(|part| part.as_str() != "default")
+        .map(|part| part.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(".");
+    let source = first
+        .metadata
+        .as_ref()
+        .map(|metadata| metadata.name.to_string());
+    let problem = first.kind.to_string().replace('\n', " ");
+    match (key.is_empty(), source) {
+        (true, _) => first.to_string().replace('\n', " "),
+        (false, Some(source)) => format!(
+            "{key} (LATCHKEY_{}, from {source}): {problem}",
+            key.to_uppercase()
+        ),
+        (false, None) => format!("{key} (LATCHKEY_{}): {problem}", key.to_uppercase()),
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use crate::store::UserRecord;
 use super::{Account, Auth, AuthError, IssuedToken, Verification};
 
 /// Longer login names cannot belong to an account (emails are at most 254
-/// characters); they skip the lookup but not the password work.
+/// characters), nor can names with control characters; such names skip the
+/// lookup but not the password work.
 const MAX_LOGIN_NAME_CHARS: usize = 320;
 
 pub struct LoginOutcome {
@@ -26,7 +27,9 @@ impl Auth {
         login_name: &str,
         password: &SecretString,
     ) -> Result<LoginOutcome, AuthError> {
-        let user = if login_name.chars().count() > MAX_LOGIN_NAME_CHARS {
+        let impossible = login_name.chars().count() > MAX_LOGIN_NAME_CHARS
+            || login_name.chars().any(char::is_control);
+        let user = if impossible {
             None
         } else {
             self.store

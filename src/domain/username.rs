@@ -118,7 +118,8 @@ mod tests {
 
         #[test]
         fn every_plain_ascii_name_parses(raw in "[A-Za-z0-9._-]{3,32}") {
-            prop_assert_eq!(Username::parse(&raw).unwrap().as_str(), raw.as_str());
+            let name = Username::parse(&raw).unwrap();
+            prop_assert_eq!(name.as_str(), raw.as_str());
         }
     }
 }

@@ -1,0 +1,296 @@
+//! Malformed, oversized and hostile input: always a 4xx JSON error with a
+//! `detail`, never a 5xx, and nothing written.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{ALICE_PASSWORD, TestApp, json_with_status};
+use crate::on_every_backend;
+
+on_every_backend!(
+    bodies_over_64_kib_get_413,
+    a_wrong_content_type_gets_415,
+    malformed_json_gets_422_with_a_detail_list,
+    missing_and_mistyped_fields_are_named,
+    every_identifier_rule_is_enforced_and_named,
+    every_password_rule_is_enforced_and_named,
+    refused_registrations_write_nothing,
+    unknown_routes_and_methods_get_json_errors,
+    hostile_login_input_never_causes_a_server_error,
+);
+
+async fn post_register(app: &TestApp, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn first_issue(body: &Value) -> (&Value, &str) {
+    let issue = &body["detail"][0];
+    (&issue["loc"], issue["type"].as_str().unwrap_or_default())
+}
+
+async fn bodies_over_64_kib_get_413(app: TestApp) {
+    let body = json!({"username": "alice", "email": "alice@example.com", "password": "x".repeat(70 * 1024)});
+    let response = post_register(&app, body).await;
+    assert!(json_with_status(response, 413).await["detail"].is_string());
+    let form = format!("username=alice&password={}", "x".repeat(70 * 1024));
+    let response = app
+        .client
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(json_with_status(response, 413).await["detail"].is_string());
+}
+
+async fn a_wrong_content_type_gets_415(app: TestApp) {
+    let response = app
+        .client
+        .post(app.url("/register"))
+        .header("content-type", "text/plain")
+        .body(r#"{"username":"alice","email":"alice@example.com","password":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(json_with_status(response, 415).await["detail"].is_string());
+    let response = app
+        .client
+        .post(app.url("/login"))
+        .body("username=a&password=b")
+        .send()
+        .await
+        .unwrap();
+    assert!(json_with_status(response, 415).await["detail"].is_string());
+}
+
+async fn malformed_json_gets_422_with_a_detail_list(app: TestApp) {
+    for raw in [
+        "{",
+        "{\"username\": ",
+        "[]",
+        "null",
+        "\u{0}",
+        r#"{"username": "a", "email": "b", "password": "c"} x"#,
+    ] {
+        let response = app
+            .client
+            .post(app.url("/register"))
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let body = json_with_status(response, 422).await;
+        let (loc, _) = first_issue(&body);
+        assert_eq!(loc, &json!(["body"]), "{raw:?}");
+        assert!(body["detail"][0]["msg"].is_string());
+    }
+}
+
+async fn missing_and_mistyped_fields_are_named(app: TestApp) {
+    let body = json_with_status(
+        post_register(
+            &app,
+            json!({"username": "alice", "password": ALICE_PASSWORD}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(first_issue(&body), (&json!(["body", "email"]), "missing"));
+    let body = json_with_status(
+        post_register(
+            &app,
+            json!({"username": 7, "email": "a@b.co", "password": ALICE_PASSWORD}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        first_issue(&body),
+        (&json!(["body", "username"]), "string_type")
+    );
+    let response = app
+        .client
+        .post(app.url("/login"))
+        .form(&[("username", "alice")])
+        .send()
+        .await
+        .unwrap();
+    let body = json_with_status(response, 422).await;
+    assert_eq!(
+        first_issue(&body),
+        (&json!(["body", "password"]), "missing")
+    );
+}
+
+async fn every_identifier_rule_is_enforced_and_named(app: TestApp) {
+    let long_email = format!("{}@{}.com", "a".repeat(64), "b".repeat(186));
+    let cases = [
+        ("ab", "a@example.com", "username", "string_too_short"),
+        (
+            "a".repeat(33).as_str(),
+            "a@example.com",
+            "username",
+            "string_too_long",
+        ),
+        (
+            "bob smith",
+            "a@example.com",
+            "username",
+            "username_character",
+        ),
+        (
+            "bob\u{0}x",
+            "a@example.com",
+            "username",
+            "control_character",
+        ),
+        ("bob", "not-an-email", "email", "value_error"),
+        ("bob", "bob@localhost", "email", "value_error"),
+        ("bob", long_email.as_str(), "email", "string_too_long"),
+        ("bob", "bob\u{7}@example.com", "email", "control_character"),
+    ]
+    .map(|(username, email, field, kind)| (username.to_owned(), email.to_owned(), field, kind));
+    for (username, email, field, kind) in cases {
+        let response = post_register(
+            &app,
+            json!({"username": username, "email": email, "password": ALICE_PASSWORD}),
+        )
+        .await;
+        let body = json_with_status(response, 422).await;
+        assert_eq!(
+            first_issue(&body),
+            (&json!(["body", field]), kind),
+            "{username:?} {email:?}"
+        );
+    }
+}
+
+async fn every_password_rule_is_enforced_and_named(app: TestApp) {
+    let cases = [
+        ("short12", "string_too_short"),
+        (&"p".repeat(129), "string_too_long"),
+        ("Password123", "password_common"),
+        ("correct\u{0}horse", "control_character"),
+    ];
+    for (password, kind) in cases {
+        let response = post_register(
+            &app,
+            json!({"username": "alice", "email": "alice@example.com", "password": password}),
+        )
+        .await;
+        let body = json_with_status(response, 422).await;
+        assert_eq!(first_issue(&body), (&json!(["body", "password"]), kind));
+        assert!(
+            body["detail"][0]["msg"]
+                .as_str()
+                .unwrap()
+                .starts_with("Password ")
+        );
+    }
+    // 128 characters, counted as characters not bytes, is fine.
+    let response = post_register(
+        &app,
+        json!({"username": "alice", "email": "alice@example.com", "password": "é".repeat(128)}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+}
+
+async fn refused_registrations_write_nothing(app: TestApp) {
+    let response = post_register(
+        &app,
+        json!({"username": "alice", "email": "alice@example.com", "password": "short"}),
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+    // Every field is reported at once.
+    let response = post_register(
+        &app,
+        json!({"username": "a", "email": "b", "password": "c"}),
+    )
+    .await;
+    assert_eq!(
+        json_with_status(response, 422).await["detail"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        app.register("alice", "alice@example.com", ALICE_PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
+async fn unknown_routes_and_methods_get_json_errors(app: TestApp) {
+    let response = app
+        .client
+        .get(app.url("/no-such-route"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_with_status(response, 404).await,
+        json!({"detail": "Not Found"})
+    );
+    let response = app.client.get(app.url("/register")).send().await.unwrap();
+    assert_eq!(
+        json_with_status(response, 405).await,
+        json!({"detail": "Method Not Allowed"})
+    );
+    let response = app
+        .client
+        .delete(app.url("/get-resource"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+}
+
+async fn hostile_login_input_never_causes_a_server_error(app: TestApp) {
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let names = [
+        "' OR '1'='1",
+        "alice'--",
+        "%",
+        "_____",
+        "alice\u{0}",
+        "\u{202e}ecila",
+        "ＡＬＩＣＥ",
+        "",
+    ];
+    for name in names {
+        let status = app.login(name, ALICE_PASSWORD).await.status().as_u16();
+        assert!(
+            status == 400 || status == 422 || (name == "ＡＬＩＣＥ" && status == 200),
+            "{name:?} gave {status}"
+        );
+    }
+    for header in [
+        "Bearer",
+        "Bearer a.b.c",
+        "Bearer ....",
+        "Bearer eyJ0eXAiOiJKV1QifQ.e30.",
+        "Bearer \u{7f}",
+    ] {
+        let request = app
+            .client
+            .get(app.url("/get-resource"))
+            .header("authorization", header);
+        let Ok(response) = request.send().await else {
+            continue;
+        };
+        assert_eq!(response.status(), 401, "{header:?}");
+    }
+}

@@ -1,0 +1,156 @@
+//! The binary itself: configuration errors, `check-config`, `migrate`, and
+//! graceful shutdown on SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_latchkey");
+
+fn latchkey(directory: &std::path::Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .current_dir(directory)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LATCHKEY_LOG", "warn");
+    command
+}
+
+#[test]
+fn bad_configuration_fails_with_one_line_naming_the_setting() {
+    let directory = tempfile::tempdir().unwrap();
+    let cases = [
+        ("LATCHKEY_LISTEN", "not-an-address", "listen"),
+        ("SECRET_KEY", "too-short", "SECRET_KEY"),
+        (
+            "LATCHKEY_DATABASE_URL",
+            "oracle://x",
+            "LATCHKEY_DATABASE_URL",
+        ),
+        (
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+            "0",
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+        ),
+        ("LATCHKEY_ARGON2_MEMORY_KIB", "lots", "argon2_memory_kib"),
+    ];
+    for (variable, value, named) in cases {
+        let output = latchkey(directory.path())
+            .arg("check-config")
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{variable}={value} was accepted");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(named), "{stderr}");
+        assert!(
+            !stderr.contains("too-short"),
+            "a secret was printed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_with_secrets_masked() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("latchkey.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:9999\"\naudience = \"from-file\"\n",
+    )
+    .unwrap();
+    let output = latchkey(directory.path())
+        .args(["--config", config.to_str().unwrap(), "check-config"])
+        .env("SECRET_KEY", "s3cret-s3cret-s3cret-s3cret-s3cret")
+        .env("DATABASE_URL", "postgres://app:hunter2@db/app")
+        .env("LATCHKEY_AUDIENCE", "from-env")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("listen = \"127.0.0.1:9999\""), "{stdout}");
+    assert!(stdout.contains("audience = \"from-env\""), "{stdout}");
+    assert!(stdout.contains("app:********@db"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("s3cret"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn version_and_help_answer() {
+    let directory = tempfile::tempdir().unwrap();
+    let version = latchkey(directory.path())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(version.stdout)
+            .unwrap()
+            .starts_with("latchkey ")
+    );
+    let help = latchkey(directory.path()).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for command in ["serve", "migrate", "check-config", "import-users"] {
+        assert!(help.contains(command), "{help}");
+    }
+}
+
+#[test]
+fn migrate_creates_the_default_sqlite_database() {
+    let directory = tempfile::tempdir().unwrap();
+    let output = latchkey(directory.path()).arg("migrate").output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(directory.path().join("latchkey.db").exists());
+    let again = latchkey(directory.path()).arg("migrate").output().unwrap();
+    assert!(again.status.success());
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let directory = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = latchkey(directory.path())
+        .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready(port) {
+        assert!(Instant::now() < deadline, "the server never became ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = server.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let request = "GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let mut answer = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
+}

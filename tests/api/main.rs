@@ -1,0 +1,11 @@
+//! Black-box tests: each spawns the real server on a random port with its own
+//! fresh database, on every configured backend, and drives it over HTTP.
+
+mod helpers;
+
+mod bad_input;
+mod cli;
+mod import;
+mod origin_contract;
+mod persistence;
+mod tokens;

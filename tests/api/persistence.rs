@@ -1,0 +1,70 @@
+//! What must survive a restart, and what the schema check refuses.
+
+use serde_json::Value;
+
+use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
+use crate::on_every_backend;
+
+on_every_backend!(
+    users_and_signing_keys_survive_a_restart,
+    two_instances_on_one_database_share_their_keys,
+    migrations_are_idempotent_and_a_newer_schema_is_refused,
+);
+
+async fn users_and_signing_keys_survive_a_restart(app: TestApp) {
+    let token = app.alice_token().await;
+    let jwks_before: Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app = app.restart().await;
+    assert_eq!(app.get_resource(&token).await.status(), 200);
+    assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 200);
+    let jwks_after: Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks_before, jwks_after);
+}
+
+async fn two_instances_on_one_database_share_their_keys(app: TestApp) {
+    let second = app.sibling(Options::default()).await;
+    let token = second.alice_token().await;
+    assert_eq!(app.get_resource(&token).await.status(), 200);
+}
+
+async fn migrations_are_idempotent_and_a_newer_schema_is_refused(app: TestApp) {
+    app.store
+        .migrate()
+        .await
+        .expect("a second migration run changes nothing");
+    let ready =
+        json_with_status(app.client.get(app.url("/ready")).send().await.unwrap(), 200).await;
+    assert_eq!(ready["status"], "ready");
+
+    app.execute("INSERT INTO seaql_migrations (version, applied_at) VALUES ('m29990101_000001_from_the_future', 0)").await;
+    let refused = app
+        .store
+        .migrate()
+        .await
+        .expect_err("a newer schema is refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("m29990101_000001_from_the_future"),
+        "{refused}"
+    );
+    let not_ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(not_ready.status(), 503);
+    assert_eq!(not_ready.headers()["retry-after"], "1");
+}

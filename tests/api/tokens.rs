@@ -1,0 +1,217 @@
+//! Token verification failures: every forged, altered or stale token gets
+//! 401 `Invalid token`.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Duration;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use latchkey::clock::ManualClock;
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, TestApp, json_with_status};
+use crate::on_every_backend;
+
+on_every_backend!(
+    a_tampered_payload_is_rejected,
+    alg_none_is_rejected,
+    hs256_signed_with_our_public_key_is_rejected,
+    an_unknown_kid_is_rejected,
+    an_expired_token_is_rejected,
+    a_token_for_another_audience_is_rejected,
+    the_jwks_publishes_the_signing_key_and_nothing_private,
+    secret_key_mode_signs_hs256_and_publishes_nothing,
+);
+
+fn decode_part(part: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+fn encode_part(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+async fn assert_invalid(app: &TestApp, token: &str) {
+    let body = json_with_status(app.get_resource(token).await, 401).await;
+    assert_eq!(body, json!({"detail": "Invalid token"}), "{token}");
+}
+
+async fn a_tampered_payload_is_rejected(app: TestApp) {
+    let token = app.alice_token().await;
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims = decode_part(parts[1]);
+    claims["sub"] = json!(uuid::Uuid::now_v7().to_string());
+    assert_invalid(
+        &app,
+        &format!("{}.{}.{}", parts[0], encode_part(&claims), parts[2]),
+    )
+    .await;
+    let mut signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    signature[0] ^= 1;
+    assert_invalid(
+        &app,
+        &format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            URL_SAFE_NO_PAD.encode(signature)
+        ),
+    )
+    .await;
+}
+
+async fn alg_none_is_rejected(app: TestApp) {
+    let token = app.alice_token().await;
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut header = decode_part(parts[0]);
+    header["alg"] = json!("none");
+    assert_invalid(&app, &format!("{}.{}.", encode_part(&header), parts[1])).await;
+    header["alg"] = json!("None");
+    assert_invalid(&app, &format!("{}.{}.", encode_part(&header), parts[1])).await;
+}
+
+async fn hs256_signed_with_our_public_key_is_rejected(app: TestApp) {
+    let token = app.alice_token().await;
+    let parts: Vec<&str> = token.split('.').collect();
+    let original = decode_part(parts[0]);
+    let claims = decode_part(parts[1]);
+    let jwks: Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let public_x = jwks["keys"][0]["x"].as_str().unwrap();
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    header.kid = original["kid"].as_str().map(str::to_owned);
+    for secret in [
+        public_x.as_bytes().to_vec(),
+        URL_SAFE_NO_PAD.decode(public_x).unwrap(),
+    ] {
+        let forged =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret)).unwrap();
+        assert_invalid(&app, &forged).await;
+    }
+}
+
+async fn an_unknown_kid_is_rejected(app: TestApp) {
+    let token = app.alice_token().await;
+    let parts: Vec<&str> = token.split('.').collect();
+    for kid in [
+        json!("no-such-key"),
+        json!("../../etc/passwd"),
+        json!(""),
+        json!(7),
+        Value::Null,
+    ] {
+        let mut header = decode_part(parts[0]);
+        header["kid"] = kid;
+        assert_invalid(
+            &app,
+            &format!("{}.{}.{}", encode_part(&header), parts[1], parts[2]),
+        )
+        .await;
+    }
+    // An embedded key is never trusted either.
+    let mut header = decode_part(parts[0]);
+    header["jwk"] =
+        json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+    header["kid"] = json!("attacker");
+    assert_invalid(
+        &app,
+        &format!("{}.{}.{}", encode_part(&header), parts[1], parts[2]),
+    )
+    .await;
+}
+
+async fn an_expired_token_is_rejected(app: TestApp) {
+    let clock = ManualClock::new(chrono::Utc::now());
+    let app = app
+        .sibling(Options {
+            clock: Some(clock.clone()),
+            ..Options::default()
+        })
+        .await;
+    let token = app.alice_token().await;
+    clock.advance(Duration::minutes(14));
+    assert_eq!(app.get_resource(&token).await.status(), 200);
+    clock.advance(Duration::minutes(2));
+    assert_invalid(&app, &token).await;
+}
+
+async fn a_token_for_another_audience_is_rejected(app: TestApp) {
+    let other = app
+        .sibling(Options {
+            audience: Some("another-api".into()),
+            ..Options::default()
+        })
+        .await;
+    let token = other.alice_token().await;
+    assert_eq!(other.get_resource(&token).await.status(), 200);
+    assert_invalid(&app, &token).await;
+}
+
+async fn the_jwks_publishes_the_signing_key_and_nothing_private(app: TestApp) {
+    let token = app.alice_token().await;
+    let kid = decode_part(token.split('.').next().unwrap())["kid"].clone();
+    let header = decode_part(token.split('.').next().unwrap());
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "at+jwt");
+    let jwks: Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kid"], kid);
+    assert_eq!(keys[0]["kty"], "OKP");
+    assert!(keys[0].get("d").is_none());
+    let claims = decode_part(token.split('.').nth(1).unwrap());
+    for claim in [
+        "iss",
+        "aud",
+        "sub",
+        "preferred_username",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+    ] {
+        assert!(claims.get(claim).is_some(), "missing {claim}");
+    }
+    assert_eq!(claims["preferred_username"], "alice");
+}
+
+async fn secret_key_mode_signs_hs256_and_publishes_nothing(app: TestApp) {
+    let secret = "an origin secret key of at least 32 bytes";
+    let app = app
+        .sibling(Options {
+            secret_key: Some(secret.into()),
+            ..Options::default()
+        })
+        .await;
+    let token = app.alice_token().await;
+    assert_eq!(
+        decode_part(token.split('.').next().unwrap())["alg"],
+        "HS256"
+    );
+    assert_eq!(app.get_resource(&token).await.status(), 200);
+    let jwks: Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks, json!({"keys": []}));
+}
