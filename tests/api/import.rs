@@ -61,7 +61,12 @@ async fn origin_users_import_once_and_log_in_with_their_old_passwords(app: TestA
         (2, 0, 4),
         "{report:?}"
     );
-    assert!(report.skipped.iter().all(|row| !row.reason.contains(&carol_hash)));
+    assert!(
+        report
+            .skipped
+            .iter()
+            .all(|row| !row.reason.contains(&carol_hash))
+    );
     let again = import_origin_users(&app.store, &origin_url, &SystemClock)
         .await
         .unwrap();
