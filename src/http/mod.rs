@@ -14,8 +14,6 @@ mod ops;
 mod origin;
 mod state;
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, header};
@@ -43,8 +41,13 @@ pub fn router(state: AppState) -> Router {
         .merge(me::router())
         .merge(ops::router())
         .split_for_parts();
+    with_edge(routes.merge(docs::router(openapi))).with_state(state)
+}
+
+/// What every route gets: JSON 404/405, the body limit, request ids, request
+/// logs, `nosniff`, and a JSON 500 for a panicking handler.
+fn with_edge<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
     routes
-        .merge(docs::router(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -67,7 +70,6 @@ pub fn router(state: AppState) -> Router {
                 ))
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
-        .with_state(state)
 }
 
 /// One span per request; the path only, since query strings may carry secrets.
@@ -93,5 +95,39 @@ fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response
     ApiError::Internal("a handler panicked".to_owned()).into_response()
 }
 
-/// How long in-flight requests get to finish once shutdown starts.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("a bug in a handler")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_json_500_and_the_router_keeps_serving() {
+        let router = with_edge(
+            Router::new()
+                .route("/boom", get(boom))
+                .route("/fine", get(|| async { "fine" })),
+        );
+        let response = router
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().contains_key("x-request-id"));
+        let body = to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], br#"{"detail":"Internal server error"}"#);
+        let response = router
+            .oneshot(Request::get("/fine").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}

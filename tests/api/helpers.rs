@@ -146,6 +146,7 @@ impl Drop for TestDatabase {
 pub struct Options {
     pub secret_key: Option<String>,
     pub audience: Option<String>,
+    pub issuer: Option<String>,
     pub clock: Option<ManualClock>,
 }
 
@@ -293,6 +294,7 @@ fn test_settings(database_url: &str, options: &Options) -> Settings {
         ..Settings::default()
     };
     settings.secret_key = options.secret_key.clone().map(SecretString::from);
+    settings.issuer.clone_from(&options.issuer);
     if let Some(audience) = &options.audience {
         settings.audience.clone_from(audience);
     }

@@ -18,6 +18,7 @@ on_every_backend!(
     an_unknown_kid_is_rejected,
     an_expired_token_is_rejected,
     a_token_for_another_audience_is_rejected,
+    a_token_from_another_issuer_is_rejected,
     the_jwks_publishes_the_signing_key_and_nothing_private,
     secret_key_mode_signs_hs256_and_publishes_nothing,
 );
@@ -146,6 +147,18 @@ async fn a_token_for_another_audience_is_rejected(app: TestApp) {
     let other = app
         .sibling(Options {
             audience: Some("another-api".into()),
+            ..Options::default()
+        })
+        .await;
+    let token = other.alice_token().await;
+    assert_eq!(other.get_resource(&token).await.status(), 200);
+    assert_invalid(&app, &token).await;
+}
+
+async fn a_token_from_another_issuer_is_rejected(app: TestApp) {
+    let other = app
+        .sibling(Options {
+            issuer: Some("https://elsewhere.example".into()),
             ..Options::default()
         })
         .await;
