@@ -58,21 +58,20 @@ pub struct NewUser<'a> {
 
 impl Store {
     pub async fn username_taken(&self, normalized: &str) -> Result<bool, StoreError> {
-        let found = user::Entity::find()
-            .select_only()
-            .column(user::Column::Id)
-            .filter(user::Column::UsernameNormalized.eq(normalized))
-            .into_tuple::<Uuid>()
-            .one(&self.db)
-            .await?;
-        Ok(found.is_some())
+        self.any_user_where(user::Column::UsernameNormalized, normalized)
+            .await
     }
 
     pub async fn email_taken(&self, normalized: &str) -> Result<bool, StoreError> {
+        self.any_user_where(user::Column::EmailNormalized, normalized)
+            .await
+    }
+
+    async fn any_user_where(&self, column: user::Column, value: &str) -> Result<bool, StoreError> {
         let found = user::Entity::find()
             .select_only()
             .column(user::Column::Id)
-            .filter(user::Column::EmailNormalized.eq(normalized))
+            .filter(column.eq(value))
             .into_tuple::<Uuid>()
             .one(&self.db)
             .await?;

@@ -240,22 +240,30 @@ impl TestApp {
 
     /// Registers `alice` and returns a fresh access token for her.
     pub async fn alice_token(&self) -> String {
-        assert_eq!(
-            self.register("alice", "alice@example.com", ALICE_PASSWORD)
-                .await
-                .status(),
-            200
-        );
-        let body: Value = self
-            .login("alice", ALICE_PASSWORD)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let registered = self
+            .register("alice", "alice@example.com", ALICE_PASSWORD)
+            .await;
+        assert_eq!(registered.status(), 200);
+        self.token_for("alice", ALICE_PASSWORD).await
+    }
+
+    /// Logs in, asserting success, and returns the access token.
+    pub async fn token_for(&self, username: &str, password: &str) -> String {
+        let body = json_with_status(self.login(username, password).await, 200).await;
         body["access_token"]
             .as_str()
             .expect("access_token")
             .to_owned()
+    }
+
+    pub async fn jwks(&self) -> Value {
+        let response = self
+            .client
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("request");
+        json_with_status(response, 200).await
     }
 
     pub async fn get_resource(&self, token: &str) -> Response {

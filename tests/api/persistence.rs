@@ -1,7 +1,5 @@
 //! What must survive a restart, and what the schema check refuses.
 
-use serde_json::Value;
-
 use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
 use crate::on_every_backend;
 
@@ -13,27 +11,11 @@ on_every_backend!(
 
 async fn users_and_signing_keys_survive_a_restart(app: TestApp) {
     let token = app.alice_token().await;
-    let jwks_before: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks_before = app.jwks().await;
     let app = app.restart().await;
     assert_eq!(app.get_resource(&token).await.status(), 200);
     assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 200);
-    let jwks_after: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks_after = app.jwks().await;
     assert_eq!(jwks_before, jwks_after);
 }
 
