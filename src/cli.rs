@@ -7,10 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
-use crate::auth::import_origin_users;
+use std::sync::Arc;
+
+use crate::auth::{Auth, Keyring, import_origin_users};
 use crate::clock::SystemClock;
 use crate::config::{Settings, mask_url_password};
-use crate::startup::Application;
+use crate::startup::{Application, build_auth};
 use crate::store::Store;
 use crate::telemetry;
 
@@ -38,6 +40,42 @@ enum Command {
         #[arg(long = "from")]
         from: String,
     },
+    /// Manage accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage token-signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage clients allowed to introspect tokens.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Disable an account (by username or email) and end all its sessions at once.
+    Disable { name: String },
+    /// Enable a disabled account.
+    Enable { name: String },
+    /// List accounts, oldest first.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new signing key active; earlier keys keep verifying until their tokens expire.
+    Rotate,
+    /// List signing keys, newest first.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// Create a client; its secret is printed once and stored only hashed.
+    Create { name: String },
 }
 
 pub fn run() -> ExitCode {
@@ -69,6 +107,11 @@ pub fn run() -> ExitCode {
             Command::Serve | Command::CheckConfig => serve(settings).await,
             Command::Migrate => migrate(settings).await,
             Command::ImportUsers { from } => import_users(settings, from).await,
+            Command::Users(command) => users(settings, command).await,
+            Command::Keys(command) => keys(settings, command).await,
+            Command::Clients(ClientsCommand::Create { name }) => {
+                create_client(settings, &name).await
+            }
         }
     });
     match outcome {
@@ -116,5 +159,90 @@ async fn import_users(settings: Settings, from: String) -> CommandResult {
         report.skipped.len(),
         mask_url_password(secrecy::ExposeSecret::expose_secret(&origin)),
     );
+    Ok(())
+}
+
+async fn users(settings: Settings, command: UsersCommand) -> CommandResult {
+    let auth = build_auth(&settings, Arc::new(SystemClock)).await?;
+    match command {
+        UsersCommand::Disable { name } => set_disabled(&auth, &name, true).await?,
+        UsersCommand::Enable { name } => set_disabled(&auth, &name, false).await?,
+        UsersCommand::List { limit } => {
+            for user in auth.list_users(limit).await? {
+                let state = if user.disabled { "disabled" } else { "enabled" };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    user.id,
+                    user.username,
+                    user.email,
+                    state,
+                    user.created_at.to_rfc3339()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn set_disabled(auth: &Auth, name: &str, disabled: bool) -> CommandResult {
+    if !auth.set_disabled(name, disabled).await? {
+        return Err(format!("no account named {name}").into());
+    }
+    println!(
+        "{name} {}",
+        if disabled {
+            "disabled; its sessions are ended"
+        } else {
+            "enabled"
+        }
+    );
+    Ok(())
+}
+
+async fn keys(settings: Settings, command: KeysCommand) -> CommandResult {
+    if settings.secret_key.is_some() {
+        return Err(
+            "SECRET_KEY is set: tokens are HS256 with that secret and there are no stored keys"
+                .into(),
+        );
+    }
+    let store = Store::connect(&settings.database_url, 1).await?;
+    store.migrate().await?;
+    match command {
+        KeysCommand::Rotate => {
+            let kid = Keyring::rotate(&store, &SystemClock).await?;
+            println!(
+                "new signing key {kid} is active; earlier keys verify until their tokens expire"
+            );
+        }
+        KeysCommand::List => {
+            for key in store.signing_keys().await? {
+                let retired = key
+                    .retired_at
+                    .map(|at| format!("retired {}", at.to_rfc3339()))
+                    .unwrap_or_default();
+                println!(
+                    "{}\t{}\t{:?}\tcreated {}\t{retired}",
+                    key.kid,
+                    key.algorithm,
+                    key.state,
+                    key.created_at.to_rfc3339()
+                );
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn create_client(settings: Settings, name: &str) -> CommandResult {
+    let auth = build_auth(&settings, Arc::new(SystemClock)).await?;
+    let client = auth.create_client(name).await?;
+    println!("client_id: {}", client.id);
+    println!(
+        "client_secret: {}",
+        secrecy::ExposeSecret::expose_secret(&client.secret)
+    );
+    println!("(the secret is shown only now; it is stored hashed)");
     Ok(())
 }

@@ -32,6 +32,12 @@ pub struct Settings {
     pub secret_key: Option<SecretString>,
     /// Access-token lifetime in minutes.
     pub access_token_expire_minutes: u32,
+    /// A session ends this many hours after login, whatever its activity.
+    pub session_lifetime_hours: u32,
+    /// A session ends after this many hours without a refresh.
+    pub session_idle_timeout_hours: u32,
+    /// How often, in milliseconds, revocations and keys are re-read from the database.
+    pub revocation_poll_milliseconds: u64,
     /// `iss` of issued tokens; defaults to `http://<listen>`.
     pub issuer: Option<String>,
     /// `aud` of issued tokens, checked on every verification.
@@ -69,6 +75,9 @@ impl Default for Settings {
             database_max_connections: 10,
             secret_key: None,
             access_token_expire_minutes: 15,
+            session_lifetime_hours: 30 * 24,
+            session_idle_timeout_hours: 7 * 24,
+            revocation_poll_milliseconds: 250,
             issuer: None,
             audience: "latchkey".to_owned(),
             password_min_length: 8,
@@ -140,6 +149,18 @@ impl Settings {
                 "must be between 1 and 1440",
             ));
         }
+        if self.session_lifetime_hours == 0 || self.session_idle_timeout_hours == 0 {
+            return Err(ConfigError::setting(
+                "LATCHKEY_SESSION_LIFETIME_HOURS / LATCHKEY_SESSION_IDLE_TIMEOUT_HOURS",
+                "must be at least 1",
+            ));
+        }
+        if !(10..=5_000).contains(&self.revocation_poll_milliseconds) {
+            return Err(ConfigError::setting(
+                "LATCHKEY_REVOCATION_POLL_MILLISECONDS",
+                "must be between 10 and 5000",
+            ));
+        }
         if !(8..=crate::domain::PASSWORD_MAX_LENGTH).contains(&self.password_min_length) {
             return Err(ConfigError::setting(
                 "LATCHKEY_PASSWORD_MIN_LENGTH",
@@ -187,7 +208,8 @@ impl Settings {
         };
         format!(
             "listen = \"{}\"\ndatabase_url = \"{}\"\ndatabase_max_connections = {}\n\
-             secret_key = {}\naccess_token_expire_minutes = {}\nissuer = \"{}\"\n\
+             secret_key = {}\naccess_token_expire_minutes = {}\nsession_lifetime_hours = {}\n\
+             session_idle_timeout_hours = {}\nrevocation_poll_milliseconds = {}\nissuer = \"{}\"\n\
              audience = \"{}\"\npassword_min_length = {}\nargon2_memory_kib = {}\n\
              argon2_iterations = {}\nargon2_parallelism = {}\nhash_concurrency = {}\n\
              hash_queue_limit = {}\nlog = \"{}\"\nlog_format = \"{:?}\"\n",
@@ -196,6 +218,9 @@ impl Settings {
             self.database_max_connections,
             mask(self.secret_key.is_some()),
             self.access_token_expire_minutes,
+            self.session_lifetime_hours,
+            self.session_idle_timeout_hours,
+            self.revocation_poll_milliseconds,
             self.issuer(),
             self.audience,
             self.password_min_length,

@@ -13,8 +13,8 @@ use chrono::Duration;
 use tokio::net::TcpListener;
 
 use crate::auth::{
-    Auth, HashingError, HashingParams, KeyError, Keyring, PasswordHasher, TokenService,
-    default_hash_concurrency,
+    Auth, AuthError, HashingError, HashingParams, KeyError, Keyring, PasswordHasher, SessionPolicy,
+    TokenService, default_hash_concurrency, token_retention,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
@@ -36,12 +36,15 @@ pub enum StartupError {
     Keys(#[from] KeyError),
     #[error("{0}")]
     Hashing(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    poll_every: std::time::Duration,
 }
 
 impl Application {
@@ -60,40 +63,13 @@ impl Application {
                     address: settings.listen,
                     source,
                 })?;
-        // The hasher's dummy hash and the password list cost CPU; make them
-        // while the database connects.
-        let hasher = tokio::task::spawn_blocking({
-            let settings = settings.clone();
-            move || build_hasher(&settings)
-        });
-        let store =
-            Store::connect(&settings.database_url, settings.database_max_connections).await?;
-        store.migrate().await?;
-        let keyring = match &settings.secret_key {
-            Some(secret) => Keyring::from_secret(secret),
-            None => Keyring::load_or_create(&store, clock.as_ref()).await?,
-        };
-        let tokens = TokenService::new(
-            keyring,
-            settings.issuer(),
-            settings.audience.clone(),
-            Duration::minutes(i64::from(settings.access_token_expire_minutes)),
-            Arc::clone(&clock),
-        );
-        let hasher = hasher
-            .await
-            .map_err(|error| StartupError::Hashing(error.to_string()))?
-            .map_err(|error| StartupError::Hashing(error.to_string()))?;
-        let policy = PasswordPolicy {
-            min_length: settings.password_min_length,
-        };
-        let state = AppState {
-            auth: Arc::new(Auth::new(store, hasher, tokens, clock, policy)),
-        };
+        let auth = build_auth(&settings, clock).await?;
+        let state = AppState { auth };
         Ok(Self {
             listener,
             router: http::router(state.clone()),
             state,
+            poll_every: std::time::Duration::from_millis(settings.revocation_poll_milliseconds),
         })
     }
 
@@ -113,17 +89,86 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let poller = tokio::spawn(poll_shared_state(
+            Arc::clone(&self.state.auth),
+            self.poll_every,
+        ));
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
+        let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        poller.abort();
+        served
     }
 
     /// Serves until SIGTERM or SIGINT.
     pub async fn run(self) -> std::io::Result<()> {
         self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Connects and migrates the database, loads or creates the signing keys and
+/// prepares the hasher: everything but the listener. Also used by the CLI.
+pub async fn build_auth(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<Auth>, StartupError> {
+    // The hasher's dummy hash and the password list cost CPU; make them
+    // while the database connects.
+    let hasher = tokio::task::spawn_blocking({
+        let settings = settings.clone();
+        move || build_hasher(&settings)
+    });
+    let store = Store::connect(&settings.database_url, settings.database_max_connections).await?;
+    store.migrate().await?;
+    let lifetime = Duration::minutes(i64::from(settings.access_token_expire_minutes));
+    let keyring = match &settings.secret_key {
+        Some(secret) => Keyring::from_secret(secret),
+        None => {
+            Keyring::load_or_create(
+                &store,
+                clock.as_ref(),
+                clock.now() - token_retention(lifetime),
+            )
+            .await?
+        }
+    };
+    let tokens = TokenService::new(
+        keyring,
+        settings.issuer(),
+        settings.audience.clone(),
+        lifetime,
+        Arc::clone(&clock),
+    );
+    let hasher = hasher
+        .await
+        .map_err(|error| StartupError::Hashing(error.to_string()))?
+        .map_err(|error| StartupError::Hashing(error.to_string()))?;
+    let policy = PasswordPolicy {
+        min_length: settings.password_min_length,
+    };
+    let sessions = SessionPolicy {
+        lifetime: Duration::hours(i64::from(settings.session_lifetime_hours)),
+        idle_timeout: Duration::hours(i64::from(settings.session_idle_timeout_hours)),
+    };
+    let auth = Arc::new(Auth::new(store, hasher, tokens, clock, policy, sessions));
+    // Sessions revoked before a restart stay revoked from the first request on.
+    auth.sync_revocations().await?;
+    Ok(auth)
+}
+
+/// Keeps revocations (every tick) and signing keys (every fourth) in step with
+/// the database, so changes made by other instances or the CLI reach this one.
+async fn poll_shared_state(auth: Arc<Auth>, every: std::time::Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for tick in 0u64.. {
+        ticker.tick().await;
+        if let Err(error) = auth.poll_shared_state(tick % 4 == 3).await {
+            tracing::warn!(%error, "could not refresh revocations or keys from the database");
+        }
     }
 }
 

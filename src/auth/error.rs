@@ -25,6 +25,14 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("Invalid token")]
     InvalidToken,
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    #[error("Current password is incorrect")]
+    WrongCurrentPassword,
+    #[error("Session not found")]
+    SessionNotFound,
+    #[error("client authentication failed")]
+    InvalidClient,
     #[error("password hashing is at capacity")]
     Busy,
     #[error(transparent)]
@@ -33,6 +41,10 @@ pub enum AuthError {
     Hashing(String),
     #[error("cannot sign a token: {0}")]
     Signing(#[from] TokenError),
+    #[error(transparent)]
+    Keys(#[from] super::keys::KeyError),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<HashingError> for AuthError {

@@ -14,6 +14,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -85,7 +86,13 @@ impl Keyring {
     }
 
     /// Loads the Ed25519 keys from the database, creating the first one if there is none.
-    pub async fn load_or_create(store: &Store, clock: &dyn Clock) -> Result<Self, KeyError> {
+    /// Retired keys are kept while a token they signed may still be live:
+    /// those retired after `retention_cutoff`.
+    pub async fn load_or_create(
+        store: &Store,
+        clock: &dyn Clock,
+        retention_cutoff: DateTime<Utc>,
+    ) -> Result<Self, KeyError> {
         let mut records = store.signing_keys().await?;
         if !records.iter().any(|key| key.state == KeyState::Active) {
             let generation = records.first().map_or(1, |newest| newest.generation + 1);
@@ -99,15 +106,31 @@ impl Keyring {
             }
             records = store.signing_keys().await?;
         }
-        Self::from_records(&records)
+        Self::from_records(&records, retention_cutoff)
     }
 
-    fn from_records(records: &[SigningKeyRecord]) -> Result<Self, KeyError> {
+    /// Makes a new key the signing key; earlier ones keep verifying until retention ends.
+    pub async fn rotate(store: &Store, clock: &dyn Clock) -> Result<String, KeyError> {
+        let records = store.signing_keys().await?;
+        let generation = records.first().map_or(1, |newest| newest.generation + 1);
+        let key = generate(generation, clock)?;
+        store.rotate_signing_key(&key).await?;
+        Ok(key.kid)
+    }
+
+    fn from_records(
+        records: &[SigningKeyRecord],
+        retention_cutoff: DateTime<Utc>,
+    ) -> Result<Self, KeyError> {
         let mut verifying = HashMap::new();
         let mut published = Vec::new();
         let mut signing = None;
+        let usable = records.iter().filter(|record| {
+            record.state == KeyState::Active
+                || record.retired_at.is_some_and(|at| at > retention_cutoff)
+        });
         // Newest first, so the first active key is the one to sign with.
-        for record in records {
+        for record in usable {
             if record.algorithm != "EdDSA" {
                 return Err(KeyError::Corrupt(format!(
                     "key {} has algorithm {}",
@@ -146,6 +169,16 @@ impl Keyring {
         })
     }
 
+    /// The JOSE name of the signing algorithm (`EdDSA` or `HS256`).
+    pub fn signing_algorithm(&self) -> &'static str {
+        if self.is_stored() { "EdDSA" } else { "HS256" }
+    }
+
+    /// Whether these keys live in the database (EdDSA), rather than coming from `SECRET_KEY`.
+    pub fn is_stored(&self) -> bool {
+        self.signing.algorithm == Algorithm::EdDSA
+    }
+
     /// The public keys, for `/.well-known/jwks.json`.
     pub fn public_keys(&self) -> &[PublicJwk] {
         &self.published
@@ -166,6 +199,7 @@ fn generate(generation: i64, clock: &dyn Clock) -> Result<SigningKeyRecord, KeyE
         public_key: x,
         state: KeyState::Active,
         created_at: clock.now(),
+        retired_at: None,
     })
 }
 
@@ -194,12 +228,31 @@ mod tests {
     #[test]
     fn generated_keys_load_and_publish_only_the_public_half() {
         let record = generate(1, &SystemClock).unwrap();
-        let keyring = Keyring::from_records(std::slice::from_ref(&record)).unwrap();
+        let keyring = Keyring::from_records(std::slice::from_ref(&record), Utc::now()).unwrap();
         assert_eq!(keyring.signing.kid, record.kid);
         let published = serde_json::to_string(keyring.public_keys()).unwrap();
         assert!(!published.contains(record.private_key.expose_secret()));
         assert!(!published.contains("\"d\""));
         assert_eq!(keyring.public_keys()[0].x, record.public_key);
+    }
+
+    #[test]
+    fn retired_keys_verify_until_retention_ends_and_never_sign() {
+        let now = Utc::now();
+        let old = SigningKeyRecord {
+            state: KeyState::Retired,
+            retired_at: Some(now),
+            ..generate(1, &SystemClock).unwrap()
+        };
+        let new = generate(2, &SystemClock).unwrap();
+        let records = [new.clone(), old.clone()];
+        let keyring = Keyring::from_records(&records, now - chrono::Duration::minutes(16)).unwrap();
+        assert_eq!(keyring.signing.kid, new.kid);
+        assert!(keyring.verifying.contains_key(&old.kid));
+        assert_eq!(keyring.public_keys().len(), 2);
+        let later = Keyring::from_records(&records, now + chrono::Duration::seconds(1)).unwrap();
+        assert!(!later.verifying.contains_key(&old.kid));
+        assert_eq!(later.public_keys().len(), 1);
     }
 
     #[test]

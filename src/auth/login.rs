@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use crate::domain::normalize_login_name;
 use crate::store::UserRecord;
 
-use super::{Account, Auth, AuthError, IssuedToken, Verification};
+use super::{Account, Auth, AuthError, ClientContext, TokenPair, Verification};
 
 /// Longer login names cannot belong to an account (emails are at most 254
 /// characters), nor can names with control characters; such names skip the
@@ -18,7 +18,7 @@ const MAX_LOGIN_NAME_CHARS: usize = 320;
 
 pub struct LoginOutcome {
     pub account: Account,
-    pub token: IssuedToken,
+    pub tokens: TokenPair,
 }
 
 impl Auth {
@@ -26,6 +26,7 @@ impl Auth {
         &self,
         login_name: &str,
         password: &SecretString,
+        context: &ClientContext,
     ) -> Result<LoginOutcome, AuthError> {
         let impossible = login_name.chars().count() > MAX_LOGIN_NAME_CHARS
             || login_name.chars().any(char::is_control);
@@ -52,10 +53,10 @@ impl Auth {
             }
             _ => return Err(AuthError::InvalidCredentials),
         };
-        let token = self.tokens.issue(user.id, &user.username)?;
+        let tokens = self.open_session(user.id, &user.username, context).await?;
         Ok(LoginOutcome {
             account: Account::from(user),
-            token,
+            tokens,
         })
     }
 

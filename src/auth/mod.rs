@@ -7,17 +7,22 @@
 //! users, disabled users and wrong passwords; a token is only honoured while
 //! its user exists and is enabled.
 
+mod account;
 mod error;
 mod hashing;
 mod import;
 mod keys;
 mod login;
+mod oauth;
 mod register;
+mod revocation;
+mod secrets;
+mod sessions;
 mod tokens;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -31,8 +36,13 @@ pub use hashing::{
 pub use import::{ImportReport, SkippedRow, import_origin_users};
 pub use keys::{KeyError, Keyring, PublicJwk};
 pub use login::LoginOutcome;
+pub use oauth::{CreatedClient, Introspection};
 pub use register::Registration;
-pub use tokens::{AccessClaims, IssuedToken, LEEWAY_SECONDS, TokenError, TokenService};
+pub use revocation::RevokedSessions;
+pub use sessions::{ClientContext, LogoutScope, TokenPair};
+pub use tokens::{
+    AccessClaims, IssuedToken, LEEWAY_SECONDS, TokenError, TokenService, token_retention,
+};
 
 /// An account as clients may see it: no hash, no internal flags.
 #[derive(Debug, Clone)]
@@ -54,6 +64,22 @@ impl From<UserRecord> for Account {
     }
 }
 
+/// The caller behind a verified bearer token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub account: Account,
+    pub session_id: Uuid,
+}
+
+/// How long sessions live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// From login, whatever the activity.
+    pub lifetime: Duration,
+    /// Without a refresh.
+    pub idle_timeout: Duration,
+}
+
 /// Everything the use-cases need, built once at start-up.
 pub struct Auth {
     store: Store,
@@ -61,6 +87,8 @@ pub struct Auth {
     tokens: TokenService,
     clock: Arc<dyn Clock>,
     policy: PasswordPolicy,
+    sessions: SessionPolicy,
+    revoked: RevokedSessions,
 }
 
 impl Auth {
@@ -70,6 +98,7 @@ impl Auth {
         tokens: TokenService,
         clock: Arc<dyn Clock>,
         policy: PasswordPolicy,
+        sessions: SessionPolicy,
     ) -> Self {
         Self {
             store,
@@ -77,6 +106,8 @@ impl Auth {
             tokens,
             clock,
             policy,
+            sessions,
+            revoked: RevokedSessions::default(),
         }
     }
 
@@ -88,16 +119,47 @@ impl Auth {
         &self.tokens
     }
 
-    /// The account behind a bearer token, if the token verifies and the account is still enabled.
-    pub async fn authenticate(&self, token: &str) -> Result<Account, AuthError> {
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// The caller behind a bearer token: it verifies, its session is not
+    /// revoked (checked in memory), and its account still exists and is enabled.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        let claims = self.verify_access_token(token)?;
+        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
+        let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AuthError::InvalidToken)?;
+        match self.store.find_user_by_id(user_id).await? {
+            Some(user) if !user.disabled => Ok(Principal {
+                account: Account::from(user),
+                session_id,
+            }),
+            _ => Err(AuthError::InvalidToken),
+        }
+    }
+
+    /// Signature, claims and revocation; no database.
+    pub(crate) fn verify_access_token(&self, token: &str) -> Result<AccessClaims, AuthError> {
         let claims = self.tokens.verify(token).map_err(|error| {
             tracing::debug!(%error, "bearer token refused");
             AuthError::InvalidToken
         })?;
-        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
-        match self.store.find_user_by_id(user_id).await? {
-            Some(user) if !user.disabled => Ok(Account::from(user)),
-            _ => Err(AuthError::InvalidToken),
+        let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AuthError::InvalidToken)?;
+        if self.revoked.contains(&session_id) {
+            return Err(AuthError::InvalidToken);
         }
+        Ok(claims)
+    }
+
+    /// Brings the revocation set and the signing keys up to date with the
+    /// database; run on a short interval by the server.
+    pub async fn poll_shared_state(&self, reload_keys: bool) -> Result<(), AuthError> {
+        self.sync_revocations().await?;
+        if reload_keys && self.tokens.keyring().is_stored() {
+            let cutoff = self.clock.now() - token_retention(self.tokens.lifetime());
+            let keyring = Keyring::load_or_create(&self.store, self.clock.as_ref(), cutoff).await?;
+            self.tokens.replace_keyring(keyring);
+        }
+        Ok(())
     }
 }

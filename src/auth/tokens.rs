@@ -7,7 +7,7 @@
 //! times against the injected clock with a small leeway. Headers such as
 //! `jwk`, `jku`, `x5u` and `x5c` are never followed.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::Duration;
 use jsonwebtoken::{Header, Validation};
@@ -19,6 +19,12 @@ use crate::clock::Clock;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds (RFC 8725 allows a few minutes; we keep it small).
 pub const LEEWAY_SECONDS: i64 = 30;
+/// How long after its last token was issued a key or a revocation must be
+/// remembered: the token lifetime, the leeway, and a minute for clock skew.
+pub fn token_retention(lifetime: Duration) -> Duration {
+    lifetime + Duration::seconds(LEEWAY_SECONDS) + Duration::minutes(1)
+}
+
 /// Longer tokens are refused before any parsing.
 const MAX_TOKEN_BYTES: usize = 4096;
 const TOKEN_TYPE: &str = "at+jwt";
@@ -29,6 +35,8 @@ pub struct AccessClaims {
     pub aud: String,
     pub sub: String,
     pub preferred_username: String,
+    /// The session the token belongs to.
+    pub sid: String,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -57,7 +65,7 @@ pub enum TokenError {
 }
 
 pub struct TokenService {
-    keyring: Keyring,
+    keyring: RwLock<Arc<Keyring>>,
     issuer: String,
     audience: String,
     lifetime: Duration,
@@ -73,7 +81,7 @@ impl TokenService {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            keyring,
+            keyring: RwLock::new(Arc::new(keyring)),
             issuer,
             audience,
             lifetime,
@@ -81,23 +89,52 @@ impl TokenService {
         }
     }
 
-    pub fn keyring(&self) -> &Keyring {
-        &self.keyring
+    /// The keys in use now; cheap (an `Arc` clone).
+    pub fn keyring(&self) -> Arc<Keyring> {
+        Arc::clone(
+            &self
+                .keyring
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
-    pub fn issue(&self, user_id: Uuid, username: &str) -> Result<IssuedToken, TokenError> {
+    /// Swaps in keys reloaded from the database (after a rotation elsewhere).
+    pub fn replace_keyring(&self, keyring: Keyring) {
+        *self
+            .keyring
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keyring);
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        username: &str,
+        session_id: Uuid,
+    ) -> Result<IssuedToken, TokenError> {
         let now = self.clock.now().timestamp();
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: user_id.to_string(),
             preferred_username: username.to_owned(),
+            sid: session_id.to_string(),
             iat: now,
             nbf: now,
             exp: now + self.lifetime.num_seconds(),
             jti: Uuid::now_v7().to_string(),
         };
-        let signing = &self.keyring.signing;
+        let keyring = self.keyring();
+        let signing = &keyring.signing;
         let mut header = Header::new(signing.algorithm);
         header.typ = Some(TOKEN_TYPE.to_owned());
         header.kid = Some(signing.kid.clone());
@@ -117,8 +154,8 @@ impl TokenService {
             return Err(TokenError::Rejected("wrong typ"));
         }
         let kid = header.kid.ok_or(TokenError::Rejected("no kid"))?;
-        let key = self
-            .keyring
+        let keyring = self.keyring();
+        let key = keyring
             .verifying
             .get(&kid)
             .ok_or(TokenError::Rejected("unknown kid"))?;
@@ -170,7 +207,7 @@ mod tests {
         let clock = ManualClock::new(chrono::Utc::now());
         let tokens = service(&clock);
         let user = Uuid::now_v7();
-        let issued = tokens.issue(user, "alice").unwrap();
+        let issued = tokens.issue(user, "alice", Uuid::now_v7()).unwrap();
         let claims = tokens.verify(&issued.access_token).unwrap();
         assert_eq!(claims.sub, user.to_string());
         assert_eq!(claims.exp - claims.iat, 900);
@@ -182,7 +219,9 @@ mod tests {
     fn tokens_from_the_future_are_refused() {
         let clock = ManualClock::new(chrono::Utc::now());
         let tokens = service(&clock);
-        let issued = tokens.issue(Uuid::now_v7(), "alice").unwrap();
+        let issued = tokens
+            .issue(Uuid::now_v7(), "alice", Uuid::now_v7())
+            .unwrap();
         clock.advance(Duration::seconds(-(LEEWAY_SECONDS + 5)));
         assert!(tokens.verify(&issued.access_token).is_err());
     }
@@ -191,7 +230,9 @@ mod tests {
     fn unsigned_and_retyped_tokens_are_refused() {
         let clock = ManualClock::new(chrono::Utc::now());
         let tokens = service(&clock);
-        let issued = tokens.issue(Uuid::now_v7(), "alice").unwrap();
+        let issued = tokens
+            .issue(Uuid::now_v7(), "alice", Uuid::now_v7())
+            .unwrap();
         let parts: Vec<&str> = issued.access_token.split('.').collect();
         let none_header =
             URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"at+jwt","kid":"secret-key"}"#);

@@ -21,6 +21,8 @@ use super::state::AppState;
     tags(
         (name = "origin", description = "The origin service's routes, unchanged for its clients"),
         (name = "account", description = "The caller's account"),
+        (name = "sessions", description = "The caller's sessions"),
+        (name = "oauth", description = "OAuth 2.0 and OpenID Connect endpoints"),
         (name = "operations", description = "Health, readiness and signing keys"),
     )
 )]

@@ -59,6 +59,8 @@ pub enum ApiError {
     InvalidToken,
     #[error("Not Found")]
     NotFound,
+    #[error("{0}")]
+    NotFoundDetail(String),
     #[error("Method Not Allowed")]
     MethodNotAllowed,
     #[error("Request body too large")]
@@ -86,14 +88,20 @@ impl From<AuthError> for ApiError {
                     })
                     .collect(),
             ),
-            AuthError::UsernameTaken | AuthError::EmailTaken | AuthError::InvalidCredentials => {
-                Self::BadRequest(error.to_string())
-            }
+            AuthError::UsernameTaken
+            | AuthError::EmailTaken
+            | AuthError::InvalidCredentials
+            | AuthError::InvalidGrant(_)
+            | AuthError::WrongCurrentPassword => Self::BadRequest(error.to_string()),
+            AuthError::SessionNotFound => Self::NotFoundDetail(error.to_string()),
+            AuthError::InvalidClient => Self::InvalidToken,
             AuthError::InvalidToken => Self::InvalidToken,
             AuthError::Busy => Self::Busy,
-            AuthError::Store(_) | AuthError::Hashing(_) | AuthError::Signing(_) => {
-                Self::Internal(error.to_string())
-            }
+            AuthError::Store(_)
+            | AuthError::Hashing(_)
+            | AuthError::Signing(_)
+            | AuthError::Keys(_)
+            | AuthError::Internal(_) => Self::Internal(error.to_string()),
         }
     }
 }
@@ -104,7 +112,7 @@ impl IntoResponse for ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotAuthenticated | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::NotFoundDetail(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

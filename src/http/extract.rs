@@ -15,10 +15,14 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ValidationIssue};
 use super::state::AppState;
-use crate::auth::Account;
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
+use crate::auth::{ClientContext, Principal};
 
 const JSON: &str = "application/json";
-const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 
 /// A JSON request body deserialized into `T`.
 pub struct ApiJson<T>(pub T);
@@ -51,8 +55,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
     }
 }
 
-/// The account of the verified bearer token in the `Authorization` header.
-pub struct CurrentUser(pub Account);
+/// The caller of the verified bearer token in the `Authorization` header.
+pub struct CurrentUser(pub Principal);
 
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
@@ -62,13 +66,33 @@ impl FromRequestParts<AppState> for CurrentUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers).ok_or(ApiError::NotAuthenticated)?;
-        let account = state.auth.authenticate(token).await?;
-        Ok(Self(account))
+        let principal = state.auth.authenticate(token).await?;
+        Ok(Self(principal))
+    }
+}
+
+/// Where a request came from: its user agent and the socket peer's address.
+pub struct Client(pub ClientContext);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip().to_string());
+        Ok(Self(ClientContext { user_agent, ip }))
     }
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive (RFC 9110).
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
@@ -76,7 +100,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The media type of the body, without parameters, lower-cased.
-fn media_type(headers: &HeaderMap) -> Option<&'static str> {
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<&'static str> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let essence = value.split(';').next()?.trim().to_ascii_lowercase();
     if essence == JSON || (essence.starts_with("application/") && essence.ends_with("+json")) {
@@ -88,7 +112,10 @@ fn media_type(headers: &HeaderMap) -> Option<&'static str> {
     }
 }
 
-async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body<S: Send + Sync>(
+    request: Request,
+    state: &S,
+) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, state)
         .await
         .map_err(|rejection| match rejection {

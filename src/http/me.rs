@@ -1,16 +1,23 @@
-//! The caller's own account.
+//! The caller's own account: read it, change its password.
 
 use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use secrecy::SecretString;
+use serde::Deserialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::ErrorDetail;
-use super::extract::CurrentUser;
+use super::error::{ApiError, ErrorDetail, ValidationErrors};
+use super::extract::{ApiJson, CurrentUser};
 use super::origin::AccountView;
 use super::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(me))
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(change_password))
 }
 
 /// The account the bearer token belongs to.
@@ -20,6 +27,36 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "The caller's account", body = AccountView),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
     ))]
-async fn me(CurrentUser(account): CurrentUser) -> Json<AccountView> {
-    Json(AccountView::from(account))
+async fn me(CurrentUser(principal): CurrentUser) -> Json<AccountView> {
+    Json(AccountView::from(principal.account))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordChange {
+    #[schema(value_type = String, format = Password)]
+    current_password: SecretString,
+    #[schema(value_type = String, format = Password)]
+    new_password: SecretString,
+}
+
+/// Change the caller's password; every other session of the account ends.
+#[utoipa::path(post, path = "/me/password", tag = "account",
+    security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "Current password is incorrect", body = ErrorDetail),
+        (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
+        (status = 422, description = "The new password breaks a rule", body = ValidationErrors),
+    ))]
+async fn change_password(
+    State(state): State<AppState>,
+    CurrentUser(principal): CurrentUser,
+    ApiJson(request): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .auth
+        .change_password(&principal, &request.current_password, &request.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -10,8 +10,10 @@ mod docs;
 mod error;
 mod extract;
 mod me;
+mod oauth;
 mod ops;
 mod origin;
+mod sessions;
 mod state;
 
 use axum::Router;
@@ -39,6 +41,8 @@ pub fn router(state: AppState) -> Router {
     let (routes, openapi) = OpenApiRouter::with_openapi(docs::base_document())
         .merge(origin::router())
         .merge(me::router())
+        .merge(sessions::router())
+        .merge(oauth::router())
         .merge(ops::router())
         .split_for_parts();
     with_edge(routes.merge(docs::router(openapi))).with_state(state)

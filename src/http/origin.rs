@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -16,9 +16,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
-use super::extract::{ApiJson, CurrentUser, JsonOrForm};
+use super::extract::{ApiJson, Client, CurrentUser, JsonOrForm};
 use super::state::AppState;
-use crate::auth::{Account, Registration};
+use crate::auth::{Account, Registration, TokenPair};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -102,6 +102,7 @@ pub struct LoginRequest {
     scope: Option<String>,
 }
 
+/// The token answer of `/login` and `/oauth/token` (RFC 6749 section 5.1).
 #[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     access_token: String,
@@ -110,6 +111,19 @@ pub struct TokenResponse {
     /// Seconds until the access token expires.
     #[schema(example = 900)]
     expires_in: i64,
+    /// Single use: exchange it at `/oauth/token` for a new pair.
+    refresh_token: String,
+}
+
+impl From<TokenPair> for TokenResponse {
+    fn from(pair: TokenPair) -> Self {
+        Self {
+            access_token: pair.access.access_token,
+            token_type: "bearer",
+            expires_in: pair.access.expires_in,
+            refresh_token: pair.refresh_token.expose_secret().to_owned(),
+        }
+    }
 }
 
 /// Log in and get an access token.
@@ -127,6 +141,7 @@ pub struct TokenResponse {
     ))]
 async fn login(
     State(state): State<AppState>,
+    Client(client): Client,
     JsonOrForm(request): JsonOrForm<LoginRequest>,
 ) -> Result<Response, ApiError> {
     if request
@@ -142,14 +157,9 @@ async fn login(
     }
     let outcome = state
         .auth
-        .login(&request.username, &request.password)
+        .login(&request.username, &request.password, &client)
         .await?;
-    let body = TokenResponse {
-        access_token: outcome.token.access_token,
-        token_type: "bearer",
-        expires_in: outcome.token.expires_in,
-    };
-    Ok(no_store(Json(body)))
+    Ok(no_store(Json(TokenResponse::from(outcome.tokens))))
 }
 
 #[derive(Serialize, ToSchema)]

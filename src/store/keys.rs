@@ -2,7 +2,10 @@
 //! sharing the database signs and verifies with.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, EntityTrait, QueryOrder};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::entities::{SecretColumn, signing_key};
@@ -48,6 +51,8 @@ pub struct SigningKeyRecord {
     pub public_key: String,
     pub state: KeyState,
     pub created_at: DateTime<Utc>,
+    /// When a newer key took over signing; `None` while active.
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -67,6 +72,7 @@ impl Store {
                     private_key: SecretString::from(row.private_key.0),
                     public_key: row.public_key,
                     created_at: row.created_at,
+                    retired_at: row.retired_at,
                 })
             })
             .collect()
@@ -82,11 +88,41 @@ impl Store {
             public_key: Set(key.public_key.clone()),
             state: Set(key.state.as_str().to_owned()),
             created_at: Set(key.created_at),
+            retired_at: Set(key.retired_at),
         };
         signing_key::Entity::insert(row)
             .exec_without_returning(&self.db)
             .await
             .map_err(classify_write)?;
+        Ok(())
+    }
+
+    /// Makes `key` the active signing key and retires every other active key, in one transaction.
+    pub async fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        let transaction = self.db.begin().await?;
+        signing_key::Entity::update_many()
+            .col_expr(
+                signing_key::Column::State,
+                Expr::value(KeyState::Retired.as_str()),
+            )
+            .col_expr(signing_key::Column::RetiredAt, Expr::value(key.created_at))
+            .filter(signing_key::Column::State.eq(KeyState::Active.as_str()))
+            .exec(&transaction)
+            .await?;
+        signing_key::Entity::insert(signing_key::ActiveModel {
+            kid: Set(key.kid.clone()),
+            generation: Set(key.generation),
+            algorithm: Set(key.algorithm.clone()),
+            private_key: Set(SecretColumn(key.private_key.expose_secret().to_owned())),
+            public_key: Set(key.public_key.clone()),
+            state: Set(KeyState::Active.as_str().to_owned()),
+            created_at: Set(key.created_at),
+            retired_at: Set(None),
+        })
+        .exec_without_returning(&transaction)
+        .await
+        .map_err(classify_write)?;
+        transaction.commit().await?;
         Ok(())
     }
 }

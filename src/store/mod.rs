@@ -5,11 +5,13 @@
 //! types, table options) the difference lives in one place in [`migration`].
 //! Errors leave this layer as [`StoreError`], never as database text.
 
+mod clients;
 mod entities;
 mod error;
 mod keys;
 pub mod migration;
 pub mod origin;
+mod sessions;
 mod users;
 
 use std::time::Duration;
@@ -17,8 +19,10 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use secrecy::{ExposeSecret, SecretString};
 
+pub use clients::ClientRecord;
 pub use error::StoreError;
 pub use keys::{KeyState, SigningKeyRecord};
+pub use sessions::{NewSession, Rotation, SessionRecord};
 pub use users::{NewUser, UserRecord};
 
 /// The three database families latchkey speaks.

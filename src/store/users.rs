@@ -1,7 +1,9 @@
 //! Queries on the `users` table.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use uuid::Uuid;
 
 use super::entities::{SecretColumn, user};
@@ -142,5 +144,53 @@ impl Store {
             Ok(result.rows_affected == 1)
         })
         .await
+    }
+
+    /// Sets a new password hash unconditionally (a password change).
+    pub async fn set_password_hash(
+        &self,
+        id: Uuid,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        with_retry(|| async {
+            user::Entity::update_many()
+                .col_expr(user::Column::PasswordHash, hash.into())
+                .col_expr(user::Column::UpdatedAt, now.into())
+                .filter(user::Column::Id.eq(id))
+                .exec(&self.db)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Enables or disables the account a login name designates; returns its id if found.
+    pub async fn set_disabled(
+        &self,
+        normalized: &str,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let Some(user) = self.find_user_by_login(normalized).await? else {
+            return Ok(None);
+        };
+        user::Entity::update_many()
+            .col_expr(user::Column::Disabled, disabled.into())
+            .col_expr(user::Column::UpdatedAt, now.into())
+            .filter(user::Column::Id.eq(user.id))
+            .exec(&self.db)
+            .await?;
+        Ok(Some(user.id))
+    }
+
+    /// Users in creation order, for the CLI.
+    pub async fn list_users(&self, limit: u64) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = user::Entity::find()
+            .order_by_asc(user::Column::CreatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(UserRecord::from).collect())
     }
 }

@@ -9,10 +9,10 @@
 
 mod m20261124_000001_create_users;
 mod m20261124_000002_create_signing_keys;
+mod m20261124_000003_create_sessions;
 
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::timestamp_with_time_zone;
 
 use super::{Store, StoreError};
 
@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_users::Migration),
             Box::new(m20261124_000002_create_signing_keys::Migration),
+            Box::new(m20261124_000003_create_sessions::Migration),
         ]
     }
 }
@@ -43,13 +44,17 @@ fn with_table_options(
 
 /// A non-null UTC timestamp column with microsecond precision.
 fn timestamp(manager: &SchemaManager, column: impl IntoIden) -> ColumnDef {
+    optional_timestamp(manager, column).not_null().to_owned()
+}
+
+/// A nullable UTC timestamp column with microsecond precision.
+fn optional_timestamp(manager: &SchemaManager, column: impl IntoIden) -> ColumnDef {
+    let mut definition = ColumnDef::new(column);
     match manager.get_database_backend() {
-        DbBackend::MySql => ColumnDef::new(column)
-            .custom(Alias::new("DATETIME(6)"))
-            .not_null()
-            .to_owned(),
-        _ => timestamp_with_time_zone(column),
-    }
+        DbBackend::MySql => definition.custom(Alias::new("DATETIME(6)")),
+        _ => definition.timestamp_with_time_zone(),
+    };
+    definition.null().to_owned()
 }
 
 impl Store {

@@ -1,0 +1,70 @@
+//! Account administration: password change by the user; disable, enable and
+//! list by an operator (the CLI). Both end sessions: a password change every
+//! other session of the user, disabling all of them.
+
+use secrecy::SecretString;
+
+use crate::domain::{Password, normalize_login_name};
+use crate::store::UserRecord;
+
+use super::{Auth, AuthError, FieldProblem, Principal, Verification};
+
+impl Auth {
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: &SecretString,
+        new: &SecretString,
+    ) -> Result<(), AuthError> {
+        let new = Password::parse(new, self.policy).map_err(|invalid| {
+            AuthError::Invalid(vec![FieldProblem {
+                field: "new_password",
+                invalid,
+            }])
+        })?;
+        let user = self
+            .store
+            .find_user_by_id(principal.account.id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        match self
+            .hasher
+            .verify(current, Some(&user.password_hash))
+            .await?
+        {
+            Verification::Match { .. } => {}
+            Verification::Mismatch => return Err(AuthError::WrongCurrentPassword),
+        }
+        let hash = self.hasher.hash(&new).await?;
+        let now = self.clock.now();
+        self.store.set_password_hash(user.id, &hash, now).await?;
+        self.store
+            .revoke_user_sessions(user.id, Some(principal.session_id), "password_changed", now)
+            .await?;
+        self.sync_revocations().await
+    }
+
+    /// Disables or enables an account by username or email; disabling ends
+    /// every session at once. Returns whether the account exists.
+    pub async fn set_disabled(&self, login_name: &str, disabled: bool) -> Result<bool, AuthError> {
+        let now = self.clock.now();
+        let Some(user_id) = self
+            .store
+            .set_disabled(&normalize_login_name(login_name), disabled, now)
+            .await?
+        else {
+            return Ok(false);
+        };
+        if disabled {
+            self.store
+                .revoke_user_sessions(user_id, None, "user_disabled", now)
+                .await?;
+            self.sync_revocations().await?;
+        }
+        Ok(true)
+    }
+
+    pub async fn list_users(&self, limit: u64) -> Result<Vec<UserRecord>, AuthError> {
+        Ok(self.store.list_users(limit).await?)
+    }
+}

@@ -1,0 +1,68 @@
+//! The in-memory set of revoked sessions, checked on every bearer request
+//! without touching the database.
+//!
+//! The database (`sessions.revoked_at`) is the only source of truth: the set
+//! is loaded from it at start and refreshed by a short poll, so a revocation
+//! made by any instance on the same database reaches this one within one poll
+//! interval, and a restart never resurrects a revoked session. Entries are
+//! dropped once every access token of their session must have expired.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Default)]
+pub struct RevokedSessions {
+    revoked: RwLock<HashMap<Uuid, DateTime<Utc>>>,
+}
+
+impl RevokedSessions {
+    pub fn contains(&self, session_id: &Uuid) -> bool {
+        self.revoked
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(session_id)
+    }
+
+    /// Records a revocation made here, so this instance honours it before the next poll.
+    pub fn insert(&self, session_id: Uuid, at: DateTime<Utc>) {
+        self.revoked
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(session_id, at);
+    }
+
+    /// Reloads from the database every revocation that may still have live
+    /// access tokens (revoked after `now - retention`), and forgets older ones.
+    pub async fn refresh(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+        retention: Duration,
+    ) -> Result<(), StoreError> {
+        let cutoff = now - retention;
+        let recent = store.revoked_since(cutoff).await?;
+        let mut revoked = self
+            .revoked
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        revoked.retain(|_, at| *at > cutoff);
+        revoked.extend(recent);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.revoked
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,203 @@
+//! Sessions: created at login, extended by refresh-token rotation, ended by
+//! logout, reuse detection, password change or disabling the user.
+//!
+//! Every revocation is written to the database first, then to this
+//! instance's in-memory set; other instances pick it up by polling.
+
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use crate::store::{NewSession, Rotation, SessionRecord};
+
+use super::secrets::{hash_secret, new_secret};
+use super::{Auth, AuthError, IssuedToken, Principal, token_retention};
+
+/// Where a login came from, recorded on its session.
+#[derive(Debug, Clone, Default)]
+pub struct ClientContext {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// What a successful login or refresh hands out.
+pub struct TokenPair {
+    pub access: IssuedToken,
+    pub refresh_token: SecretString,
+    pub session_id: Uuid,
+}
+
+/// Which sessions a logout ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutScope {
+    /// The caller's session.
+    Current,
+    /// Every other session of the caller.
+    Others,
+    /// All the caller's sessions.
+    Global,
+}
+
+/// Longest refresh token we look up; ours are 43 characters.
+const MAX_REFRESH_TOKEN_BYTES: usize = 256;
+
+impl Auth {
+    /// Opens a session for a user whose password just verified.
+    pub(crate) async fn open_session(
+        &self,
+        user_id: Uuid,
+        username: &str,
+        context: &ClientContext,
+    ) -> Result<TokenPair, AuthError> {
+        let now = self.clock.now();
+        let session_id = Uuid::now_v7();
+        let (refresh_token, refresh_hash) = new_secret()?;
+        let user_agent = context
+            .user_agent
+            .as_deref()
+            .map(|agent| truncate(agent, 512));
+        self.store
+            .insert_session(NewSession {
+                id: session_id,
+                user_id,
+                now,
+                expires_at: now + self.sessions.lifetime,
+                user_agent,
+                client_ip: context.ip.as_deref(),
+                refresh_token_hash: &refresh_hash,
+            })
+            .await?;
+        let access = self.tokens.issue(user_id, username, session_id)?;
+        Ok(TokenPair {
+            access,
+            refresh_token,
+            session_id,
+        })
+    }
+
+    /// Spends a refresh token for a new pair. A spent token presented again
+    /// ends its session, and every token of it, at once.
+    pub async fn refresh(&self, presented: &SecretString) -> Result<TokenPair, AuthError> {
+        let presented = presented.expose_secret();
+        if presented.is_empty() || presented.len() > MAX_REFRESH_TOKEN_BYTES {
+            return Err(AuthError::InvalidGrant("the refresh token is invalid"));
+        }
+        let now = self.clock.now();
+        let (successor, successor_hash) = new_secret()?;
+        let rotation = self
+            .store
+            .rotate_refresh_token(
+                &hash_secret(presented),
+                &successor_hash,
+                now,
+                now - self.sessions.idle_timeout,
+            )
+            .await?;
+        let session = match rotation {
+            Rotation::Rotated(session) => session,
+            Rotation::Reused {
+                session_id,
+                user_id,
+            } => {
+                tracing::warn!(%session_id, %user_id, "refresh token reused: session revoked");
+                self.revoked.insert(session_id, now);
+                return Err(AuthError::InvalidGrant(
+                    "the refresh token was already used",
+                ));
+            }
+            Rotation::SessionEnded | Rotation::Unknown => {
+                return Err(AuthError::InvalidGrant(
+                    "the refresh token is invalid or its session ended",
+                ));
+            }
+        };
+        let user = match self.store.find_user_by_id(session.user_id).await? {
+            Some(user) if !user.disabled => user,
+            _ => {
+                self.end_session(session.id, "user_disabled").await?;
+                return Err(AuthError::InvalidGrant("the account is disabled"));
+            }
+        };
+        let access = self.tokens.issue(user.id, &user.username, session.id)?;
+        Ok(TokenPair {
+            access,
+            refresh_token: successor,
+            session_id: session.id,
+        })
+    }
+
+    pub async fn logout(&self, principal: &Principal, scope: LogoutScope) -> Result<(), AuthError> {
+        let now = self.clock.now();
+        match scope {
+            LogoutScope::Current => return self.end_session(principal.session_id, "logout").await,
+            LogoutScope::Others => {
+                self.store
+                    .revoke_user_sessions(
+                        principal.account.id,
+                        Some(principal.session_id),
+                        "logout_others",
+                        now,
+                    )
+                    .await?
+            }
+            LogoutScope::Global => {
+                self.store
+                    .revoke_user_sessions(principal.account.id, None, "logout_global", now)
+                    .await?
+            }
+        }
+        self.sync_revocations().await
+    }
+
+    /// The caller's live sessions, newest first.
+    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionRecord>, AuthError> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .live_sessions(principal.account.id, now, now - self.sessions.idle_timeout)
+            .await?)
+    }
+
+    /// Ends one of the caller's sessions; someone else's is [`AuthError::SessionNotFound`].
+    pub async fn end_own_session(
+        &self,
+        principal: &Principal,
+        session_id: Uuid,
+    ) -> Result<(), AuthError> {
+        match self.store.find_session(session_id).await? {
+            Some(session) if session.user_id == principal.account.id => {
+                self.end_session(session_id, "ended_by_user").await
+            }
+            _ => Err(AuthError::SessionNotFound),
+        }
+    }
+
+    pub(crate) async fn end_session(
+        &self,
+        session_id: Uuid,
+        reason: &str,
+    ) -> Result<(), AuthError> {
+        let now = self.clock.now();
+        self.store.revoke_session(session_id, reason, now).await?;
+        self.revoked.insert(session_id, now);
+        Ok(())
+    }
+
+    /// Reloads the revocation set now rather than at the next poll.
+    pub async fn sync_revocations(&self) -> Result<(), AuthError> {
+        self.revoked
+            .refresh(
+                &self.store,
+                self.clock.now(),
+                token_retention(self.tokens.lifetime()),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().nth(max_chars) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}

@@ -1,0 +1,297 @@
+//! OAuth 2.0 and OpenID endpoints: the token endpoint (RFC 6749, password and
+//! refresh-token grants), revocation (RFC 7009), introspection (RFC 7662),
+//! userinfo and discovery. Errors here use RFC 6749 section 5.2's body,
+//! `{"error": ..., "error_description": ...}`, not `detail`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::SecretString;
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, ErrorDetail};
+use super::extract::{Client, CurrentUser, FORM, media_type, read_body};
+use super::origin::{TokenResponse, no_store};
+use super::state::AppState;
+use crate::auth::{AuthError, Introspection};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(token))
+        .routes(routes!(revoke))
+        .routes(routes!(introspect))
+        .routes(routes!(userinfo))
+        .routes(routes!(discovery))
+}
+
+/// RFC 6749 section 5.2.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthError {
+    #[schema(example = "invalid_grant")]
+    error: &'static str,
+    error_description: String,
+    #[serde(skip)]
+    status: StatusCode,
+}
+
+impl OAuthError {
+    fn new(error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            error,
+            error_description: description.into(),
+            status: StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new("invalid_request", description)
+    }
+
+    fn from_auth(error: AuthError) -> Self {
+        match error {
+            AuthError::InvalidCredentials => {
+                Self::new("invalid_grant", "Incorrect username or password")
+            }
+            AuthError::InvalidGrant(reason) => Self::new("invalid_grant", reason),
+            AuthError::InvalidClient => Self {
+                status: StatusCode::UNAUTHORIZED,
+                ..Self::new("invalid_client", "Client authentication failed")
+            },
+            AuthError::Busy => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                ..Self::new("temporarily_unavailable", "Server busy, retry shortly")
+            },
+            other => {
+                // Logged with the request's span by the ApiError mapping.
+                let _ = ApiError::from(other).into_response();
+                Self {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    ..Self::new("server_error", "Internal server error")
+                }
+            }
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        let mut response = no_store((status, Json(self)));
+        let headers = response.headers_mut();
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"latchkey\""),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// An `application/x-www-form-urlencoded` body; a parameter given twice is an error (RFC 6749 section 3.2).
+pub struct OAuthForm(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequest<S> for OAuthForm {
+    type Rejection = OAuthError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if media_type(request.headers()) != Some(FORM) {
+            return Err(OAuthError::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let body = read_body(request, state).await.map_err(|_| {
+            OAuthError::invalid_request("the body could not be read or is too large")
+        })?;
+        let mut fields = HashMap::new();
+        for (name, value) in form_urlencoded::parse(&body) {
+            if fields
+                .insert(name.to_string(), value.into_owned())
+                .is_some()
+            {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {name} is repeated"
+                )));
+            }
+        }
+        Ok(Self(fields))
+    }
+}
+
+impl OAuthForm {
+    fn required(&mut self, name: &str) -> Result<String, OAuthError> {
+        self.0
+            .remove(name)
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter {name}")))
+    }
+}
+
+/// Exchange credentials or a refresh token for tokens.
+///
+/// Form fields: `grant_type=password` with `username` and `password` (and an
+/// optional `scope`), or `grant_type=refresh_token` with `refresh_token`.
+/// Each refresh token works once; presenting a spent one ends its session.
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth",
+    request_body(content_type = "application/x-www-form-urlencoded", content = HashMap<String, String>),
+    responses(
+        (status = 200, description = "Tokens", body = TokenResponse),
+        (status = 400, description = "RFC 6749 error", body = OAuthError),
+        (status = 503, description = "Password hashing at capacity; retry", body = OAuthError),
+    ))]
+async fn token(
+    State(state): State<AppState>,
+    Client(client): Client,
+    mut form: OAuthForm,
+) -> Result<Response, OAuthError> {
+    let pair = match form.required("grant_type")?.as_str() {
+        "password" => {
+            let username = form.required("username")?;
+            let password = SecretString::from(form.required("password")?);
+            state
+                .auth
+                .login(&username, &password, &client)
+                .await
+                .map(|outcome| outcome.tokens)
+        }
+        "refresh_token" => {
+            let refresh_token = SecretString::from(form.required("refresh_token")?);
+            state.auth.refresh(&refresh_token).await
+        }
+        _ => {
+            return Err(OAuthError::new(
+                "unsupported_grant_type",
+                "grant_type must be password or refresh_token",
+            ));
+        }
+    };
+    let pair = pair.map_err(OAuthError::from_auth)?;
+    Ok(no_store(Json(TokenResponse::from(pair))))
+}
+
+/// Revoke the session of an access or refresh token (RFC 7009). Always 200 for a well-formed request.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
+    request_body(content_type = "application/x-www-form-urlencoded", content = HashMap<String, String>),
+    responses(
+        (status = 200, description = "Revoked, or there was nothing to revoke"),
+        (status = 400, description = "RFC 6749 error", body = OAuthError),
+    ))]
+async fn revoke(
+    State(state): State<AppState>,
+    mut form: OAuthForm,
+) -> Result<Response, OAuthError> {
+    let token = SecretString::from(form.required("token")?);
+    state
+        .auth
+        .revoke_token(&token)
+        .await
+        .map_err(OAuthError::from_auth)?;
+    Ok(no_store(StatusCode::OK))
+}
+
+/// Whether a token is live, and its claims (RFC 7662). For resource servers,
+/// authenticated with HTTP Basic by a client id and secret (`latchkey clients create`).
+#[utoipa::path(post, path = "/oauth/introspect", tag = "oauth",
+    request_body(content_type = "application/x-www-form-urlencoded", content = HashMap<String, String>),
+    responses(
+        (status = 200, description = "`{\"active\": true, ...claims}` or `{\"active\": false}`", body = Object),
+        (status = 401, description = "Client authentication failed", body = OAuthError),
+    ))]
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    mut form: OAuthForm,
+) -> Result<Response, OAuthError> {
+    let (client_id, client_secret) = basic_credentials(&headers)
+        .ok_or_else(|| OAuthError::from_auth(AuthError::InvalidClient))?;
+    let token = form.required("token")?;
+    let answer = match state
+        .auth
+        .introspect(&client_id, &client_secret, &token)
+        .await
+        .map_err(OAuthError::from_auth)?
+    {
+        Introspection::Active(claims) => {
+            let mut body = serde_json::to_value(&claims).unwrap_or_else(|_| json!({}));
+            body["active"] = Value::Bool(true);
+            body["token_type"] = json!("Bearer");
+            body["username"] = json!(claims.preferred_username);
+            body
+        }
+        Introspection::Inactive => json!({"active": false}),
+    };
+    Ok(no_store(Json(answer)))
+}
+
+/// `Authorization: Basic base64(id:secret)`.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((id.to_owned(), secret.to_owned()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserInfo {
+    sub: String,
+    preferred_username: String,
+    email: String,
+}
+
+/// OpenID Connect userinfo for the bearer token's account.
+#[utoipa::path(get, path = "/userinfo", tag = "oauth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Claims about the caller", body = UserInfo),
+        (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
+    ))]
+async fn userinfo(CurrentUser(principal): CurrentUser) -> Json<UserInfo> {
+    let account = principal.account;
+    Json(UserInfo {
+        sub: account.id.to_string(),
+        preferred_username: account.username,
+        email: account.email,
+    })
+}
+
+/// OpenID Provider metadata, so standard libraries need only the issuer URL.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oauth",
+    responses((status = 200, description = "Provider metadata", body = Object)))]
+async fn discovery(State(state): State<AppState>) -> Json<Value> {
+    let tokens = state.auth.tokens();
+    let issuer = tokens.issuer();
+    let algorithm = tokens.keyring().signing_algorithm();
+    Json(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": [],
+        "subject_types_supported": ["public"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "id_token_signing_alg_values_supported": [algorithm],
+        "token_endpoint_auth_signing_alg_values_supported": [algorithm],
+        "claims_supported": ["iss", "aud", "sub", "sid", "preferred_username", "email", "iat", "nbf", "exp", "jti"],
+    }))
+}

@@ -1,0 +1,290 @@
+//! Queries on `sessions` and `refresh_tokens`.
+//!
+//! Refresh-token rotation is one transaction that starts with a conditional
+//! write (`used_at IS NULL` → now), so exactly one of any number of concurrent
+//! presenters of the same token wins on every backend, without row locks; a
+//! loser sees a spent token, which is reuse, and ends the session.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::entities::{refresh_token, session};
+use super::error::{classify_write, with_retry};
+use super::{Store, StoreError};
+
+/// A session as stored.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    pub client_ip: Option<String>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_reason: Option<String>,
+}
+
+impl From<session::Model> for SessionRecord {
+    fn from(row: session::Model) -> Self {
+        Self {
+            id: row.id,
+            user_id: row.user_id,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            user_agent: row.user_agent,
+            client_ip: row.client_ip,
+            revoked_at: row.revoked_at,
+            revoked_reason: row.revoked_reason,
+        }
+    }
+}
+
+pub struct NewSession<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub user_agent: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+    /// SHA-256 (hex) of the session's first refresh token.
+    pub refresh_token_hash: &'a str,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was live; it is now spent and `successor` is stored in its place.
+    Rotated(SessionRecord),
+    /// The token was already spent: the session is now revoked.
+    Reused {
+        session_id: Uuid,
+        user_id: Uuid,
+    },
+    /// The token was live but its session had ended (revoked or expired).
+    SessionEnded,
+    Unknown,
+}
+
+impl Store {
+    /// Creates a session and its first refresh token, together or not at all.
+    pub async fn insert_session(&self, new: NewSession<'_>) -> Result<(), StoreError> {
+        with_retry(|| async {
+            let transaction = self.db.begin().await?;
+            session::Entity::insert(session::ActiveModel {
+                id: Set(new.id),
+                user_id: Set(new.user_id),
+                created_at: Set(new.now),
+                last_used_at: Set(new.now),
+                expires_at: Set(new.expires_at),
+                user_agent: Set(new.user_agent.map(str::to_owned)),
+                client_ip: Set(new.client_ip.map(str::to_owned)),
+                revoked_at: Set(None),
+                revoked_reason: Set(None),
+            })
+            .exec_without_returning(&transaction)
+            .await
+            .map_err(classify_write)?;
+            insert_refresh_token(&transaction, new.refresh_token_hash, new.id, new.now).await?;
+            transaction.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Spends `presented` and stores `successor`, if the token and its session are live.
+    /// `idle_cutoff`: sessions last used before it have expired.
+    pub async fn rotate_refresh_token(
+        &self,
+        presented: &str,
+        successor: &str,
+        now: DateTime<Utc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError> {
+        with_retry(|| async {
+            let transaction = self.db.begin().await?;
+            let spent = refresh_token::Entity::update_many()
+                .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+                .filter(refresh_token::Column::TokenHash.eq(presented))
+                .filter(refresh_token::Column::UsedAt.is_null())
+                .exec(&transaction)
+                .await?;
+            let Some(token) = refresh_token::Entity::find_by_id(presented)
+                .one(&transaction)
+                .await?
+            else {
+                transaction.commit().await?;
+                return Ok(Rotation::Unknown);
+            };
+            let Some(session) = session::Entity::find_by_id(token.session_id)
+                .one(&transaction)
+                .await?
+            else {
+                transaction.commit().await?;
+                return Ok(Rotation::Unknown);
+            };
+            if spent.rows_affected == 0 {
+                revoke_where(
+                    &transaction,
+                    session::Column::Id.eq(session.id),
+                    "refresh_token_reuse",
+                    now,
+                )
+                .await?;
+                transaction.commit().await?;
+                return Ok(Rotation::Reused {
+                    session_id: session.id,
+                    user_id: session.user_id,
+                });
+            }
+            if session.revoked_at.is_some()
+                || session.expires_at <= now
+                || session.last_used_at <= idle_cutoff
+            {
+                transaction.commit().await?;
+                return Ok(Rotation::SessionEnded);
+            }
+            session::Entity::update_many()
+                .col_expr(session::Column::LastUsedAt, Expr::value(now))
+                .filter(session::Column::Id.eq(session.id))
+                .exec(&transaction)
+                .await?;
+            insert_refresh_token(&transaction, successor, session.id, now).await?;
+            transaction.commit().await?;
+            Ok(Rotation::Rotated(SessionRecord {
+                last_used_at: now,
+                ..SessionRecord::from(session)
+            }))
+        })
+        .await
+    }
+
+    /// The session a refresh token belongs to, spent or not.
+    pub async fn session_of_refresh_token(
+        &self,
+        hash: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let Some(token) = refresh_token::Entity::find_by_id(hash)
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.find_session(token.session_id).await
+    }
+
+    pub async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(session::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(SessionRecord::from))
+    }
+
+    /// The user's sessions that are neither revoked nor expired, newest first.
+    pub async fn live_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows = session::Entity::find()
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(now))
+            .filter(session::Column::LastUsedAt.gt(idle_cutoff))
+            .order_by_desc(session::Column::CreatedAt)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(SessionRecord::from).collect())
+    }
+
+    /// Revokes one session; returns whether it was live.
+    pub async fn revoke_session(
+        &self,
+        id: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        with_retry(|| async {
+            revoke_where(&self.db, session::Column::Id.eq(id), reason, now).await
+        })
+        .await
+    }
+
+    /// Revokes every live session of a user, except `keep` when given.
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut condition = sea_orm::Condition::all().add(session::Column::UserId.eq(user_id));
+        if let Some(keep) = keep {
+            condition = condition.add(session::Column::Id.ne(keep));
+        }
+        with_retry(|| async {
+            revoke_where(&self.db, condition.clone(), reason, now)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    /// Sessions revoked after `since`, for the in-memory revocation set.
+    pub async fn revoked_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+        let rows = session::Entity::find()
+            .filter(session::Column::RevokedAt.gt(since))
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| Some((row.id, row.revoked_at?)))
+            .collect())
+    }
+}
+
+async fn insert_refresh_token(
+    connection: &impl ConnectionTrait,
+    hash: &str,
+    session_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    refresh_token::Entity::insert(refresh_token::ActiveModel {
+        token_hash: Set(hash.to_owned()),
+        session_id: Set(session_id),
+        created_at: Set(now),
+        used_at: Set(None),
+    })
+    .exec_without_returning(connection)
+    .await
+    .map_err(classify_write)?;
+    Ok(())
+}
+
+/// Marks matching live sessions revoked; returns whether any was.
+async fn revoke_where(
+    connection: &impl ConnectionTrait,
+    condition: impl sea_orm::sea_query::IntoCondition,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let result = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(now))
+        .col_expr(session::Column::RevokedReason, Expr::value(reason))
+        .filter(condition)
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(connection)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
