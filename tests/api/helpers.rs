@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use latchkey::auth::Auth;
 use latchkey::clock::{Clock, ManualClock, SystemClock};
 use latchkey::config::Settings;
 use latchkey::startup::Application;
@@ -154,6 +155,7 @@ pub struct TestApp {
     pub address: String,
     pub client: Client,
     pub store: Store,
+    pub auth: Arc<Auth>,
     pub database: Arc<TestDatabase>,
     options: Options,
     shutdown: Option<oneshot::Sender<()>>,
@@ -191,7 +193,8 @@ impl TestApp {
             .await
             .expect("application builds");
         let address = format!("http://{}", application.address());
-        let store = application.state().auth.store().clone();
+        let auth = Arc::clone(&application.state().auth);
+        let store = auth.store().clone();
         let (shutdown, signal) = oneshot::channel();
         let server = tokio::spawn(application.run_until(async {
             let _ = signal.await;
@@ -200,6 +203,7 @@ impl TestApp {
             address,
             client: Client::new(),
             store,
+            auth,
             database,
             options,
             shutdown: Some(shutdown),
@@ -254,6 +258,35 @@ impl TestApp {
             .as_str()
             .expect("access_token")
             .to_owned()
+    }
+
+    /// Logs in, asserting success; returns the access and refresh tokens.
+    pub async fn token_pair(&self, username: &str, password: &str) -> (String, String) {
+        let body = json_with_status(self.login(username, password).await, 200).await;
+        let access = body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned();
+        (
+            access,
+            body["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_owned(),
+        )
+    }
+
+    /// `POST /oauth/token` with `grant_type=refresh_token`.
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.client
+            .post(self.url("/oauth/token"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn jwks(&self) -> Value {

@@ -6,6 +6,8 @@ mod helpers;
 mod bad_input;
 mod cli;
 mod import;
+mod oauth;
 mod origin_contract;
 mod persistence;
+mod sessions;
 mod tokens;

@@ -1,0 +1,257 @@
+//! The OAuth 2.0 / OpenID endpoints: RFC 6749 errors, revocation,
+//! introspection, userinfo, discovery, and verification of our tokens by a
+//! JOSE implementation we do not sign with, fed only our JWKS.
+
+use jwt_compact::alg::Ed25519;
+use jwt_compact::jwk::JsonWebKey;
+use jwt_compact::{AlgorithmExt, Token, UntrustedToken};
+use serde_json::{Value, json};
+
+use crate::helpers::{ALICE_PASSWORD, TestApp, json_with_status};
+use crate::on_every_backend;
+
+on_every_backend!(
+    the_token_endpoint_answers_rfc_6749_errors,
+    the_password_grant_issues_a_pair,
+    revoking_a_refresh_token_ends_its_session,
+    introspection_needs_a_client_and_reports_liveness,
+    userinfo_and_discovery_describe_the_caller_and_the_issuer,
+    another_jose_library_verifies_our_tokens_from_the_jwks_alone,
+);
+
+async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
+    app.client
+        .post(app.url("/oauth/token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn assert_oauth_error(response: reqwest::Response, status: u16, error: &str) {
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body = json_with_status(response, status).await;
+    assert_eq!(body["error"], error, "{body}");
+    assert!(body["error_description"].is_string());
+    assert!(body.get("detail").is_none());
+}
+
+async fn the_token_endpoint_answers_rfc_6749_errors(app: TestApp) {
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    assert_oauth_error(
+        token_request(&app, &[("username", "alice")]).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_oauth_error(
+        token_request(&app, &[("grant_type", "client_credentials")]).await,
+        400,
+        "unsupported_grant_type",
+    )
+    .await;
+    assert_oauth_error(
+        token_request(&app, &[("grant_type", "password"), ("username", "alice")]).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    let wrong = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", "not the password"),
+    ];
+    assert_oauth_error(token_request(&app, &wrong).await, 400, "invalid_grant").await;
+    let unknown = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "no-such-token"),
+    ];
+    assert_oauth_error(token_request(&app, &unknown).await, 400, "invalid_grant").await;
+    let repeated = [
+        ("grant_type", "password"),
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", ALICE_PASSWORD),
+    ];
+    assert_oauth_error(token_request(&app, &repeated).await, 400, "invalid_request").await;
+    let json_body = app
+        .client
+        .post(app.url("/oauth/token"))
+        .json(&json!({"grant_type": "password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(json_body, 400, "invalid_request").await;
+}
+
+async fn the_password_grant_issues_a_pair(app: TestApp) {
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let form = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", ALICE_PASSWORD),
+        ("scope", "openid"),
+    ];
+    let response = token_request(&app, &form).await;
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body = json_with_status(response, 200).await;
+    assert_eq!(body["token_type"], "bearer");
+    assert!(body["expires_in"].as_i64().unwrap() > 0);
+    let refresh = body["refresh_token"].as_str().unwrap();
+    assert!(refresh.len() >= 43, "at least 256 bits");
+    assert_eq!(
+        app.get_resource(body["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+}
+
+async fn revoking_a_refresh_token_ends_its_session(app: TestApp) {
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (access, refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let revoke = |token: String| {
+        app.client
+            .post(app.url("/oauth/revoke"))
+            .form(&[("token", token)])
+            .send()
+    };
+    assert_eq!(revoke("never-issued".into()).await.unwrap().status(), 200);
+    assert_eq!(revoke(refresh.clone()).await.unwrap().status(), 200);
+    assert_eq!(app.get_resource(&access).await.status(), 401);
+    assert_eq!(app.refresh(&refresh).await.status(), 400);
+
+    let (access, _) = app.token_pair("alice", ALICE_PASSWORD).await;
+    assert_eq!(revoke(access.clone()).await.unwrap().status(), 200);
+    assert_eq!(app.get_resource(&access).await.status(), 401);
+}
+
+async fn introspection_needs_a_client_and_reports_liveness(app: TestApp) {
+    let client = app.auth.create_client("resource-server").await.unwrap();
+    let secret = secrecy::ExposeSecret::expose_secret(&client.secret).to_owned();
+    let token = app.alice_token().await;
+    let introspect = |id: &str, secret: &str, token: &str| {
+        app.client
+            .post(app.url("/oauth/introspect"))
+            .basic_auth(id, Some(secret))
+            .form(&[("token", token)])
+            .send()
+    };
+    assert_oauth_error(
+        introspect(&client.id, "wrong secret", &token)
+            .await
+            .unwrap(),
+        401,
+        "invalid_client",
+    )
+    .await;
+    assert_oauth_error(
+        introspect("no-such-client", &secret, &token).await.unwrap(),
+        401,
+        "invalid_client",
+    )
+    .await;
+    let anonymous = app
+        .client
+        .post(app.url("/oauth/introspect"))
+        .form(&[("token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let active =
+        json_with_status(introspect(&client.id, &secret, &token).await.unwrap(), 200).await;
+    assert_eq!(active["active"], true);
+    assert_eq!(active["username"], "alice");
+    assert!(active["sub"].is_string() && active["exp"].is_i64() && active["sid"].is_string());
+    let inactive = json_with_status(
+        introspect(&client.id, &secret, "garbage").await.unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(inactive, json!({"active": false}));
+    app.client
+        .post(app.url("/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let revoked =
+        json_with_status(introspect(&client.id, &secret, &token).await.unwrap(), 200).await;
+    assert_eq!(revoked, json!({"active": false}));
+}
+
+async fn userinfo_and_discovery_describe_the_caller_and_the_issuer(app: TestApp) {
+    let token = app.alice_token().await;
+    let response = app
+        .client
+        .get(app.url("/userinfo"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let info = json_with_status(response, 200).await;
+    assert_eq!(info["preferred_username"], "alice");
+    assert_eq!(info["email"], "alice@example.com");
+    assert!(info["sub"].is_string());
+
+    let response = app
+        .client
+        .get(app.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    let metadata = json_with_status(response, 200).await;
+    let issuer = metadata["issuer"].as_str().unwrap();
+    assert_eq!(
+        metadata["jwks_uri"],
+        format!("{issuer}/.well-known/jwks.json")
+    );
+    for endpoint in [
+        "token_endpoint",
+        "revocation_endpoint",
+        "introspection_endpoint",
+        "userinfo_endpoint",
+    ] {
+        assert!(
+            metadata[endpoint].as_str().unwrap().starts_with(issuer),
+            "{endpoint}"
+        );
+    }
+    assert_eq!(
+        metadata["id_token_signing_alg_values_supported"],
+        json!(["EdDSA"])
+    );
+    assert_eq!(
+        metadata["grant_types_supported"],
+        json!(["password", "refresh_token"])
+    );
+}
+
+async fn another_jose_library_verifies_our_tokens_from_the_jwks_alone(app: TestApp) {
+    let token = app.alice_token().await;
+    let jwks = app.jwks().await;
+    let jwk: JsonWebKey<'_> = serde_json::from_value(jwks["keys"][0].clone()).unwrap();
+    let key = ed25519_compact::PublicKey::try_from(&jwk).unwrap();
+    let untrusted = UntrustedToken::new(&token).unwrap();
+    assert_eq!(
+        untrusted.header().key_id.as_deref(),
+        jwks["keys"][0]["kid"].as_str()
+    );
+    let verified: Token<Value> = Ed25519.validator(&key).validate(&untrusted).unwrap();
+    assert_eq!(verified.claims().custom["preferred_username"], "alice");
+
+    let mut forged = token.clone();
+    forged.replace_range(forged.len() - 4.., "AAAA");
+    let untrusted = UntrustedToken::new(&forged).unwrap();
+    assert!(
+        Ed25519
+            .validator::<Value>(&key)
+            .validate(&untrusted)
+            .is_err()
+    );
+}

@@ -1,0 +1,346 @@
+//! Sessions and the token lifecycle: rotation, reuse detection, expiry,
+//! logout, listing, and revocation reaching every instance.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::Duration;
+use latchkey::auth::Keyring;
+use latchkey::clock::{ManualClock, SystemClock};
+use serde_json::{Value, json};
+
+use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
+use crate::on_every_backend;
+
+on_every_backend!(
+    reusing_a_refresh_token_ends_the_session_and_every_token_of_it,
+    twenty_simultaneous_refreshes_never_leave_two_live_successors,
+    sessions_expire_when_idle_and_at_their_absolute_limit,
+    logout_ends_this_session_the_others_or_all_of_them,
+    sessions_are_listed_and_only_their_owner_can_end_them,
+    a_logout_on_one_instance_reaches_another_within_a_second,
+    revocations_survive_a_restart,
+    tokens_signed_before_a_key_rotation_still_verify,
+    a_password_change_ends_every_other_session,
+    disabling_a_user_ends_their_sessions_at_once,
+);
+
+async fn new_refresh_token(response: reqwest::Response) -> (String, String) {
+    let body = json_with_status(response, 200).await;
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn assert_invalid_grant(response: reqwest::Response) {
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body = json_with_status(response, 400).await;
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    assert!(body["error_description"].is_string());
+}
+
+async fn reusing_a_refresh_token_ends_the_session_and_every_token_of_it(app: TestApp) {
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (first_access, first_refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let (second_access, second_refresh) =
+        new_refresh_token(app.refresh(&first_refresh).await).await;
+    assert_ne!(first_refresh, second_refresh);
+    assert_eq!(app.get_resource(&second_access).await.status(), 200);
+
+    assert_invalid_grant(app.refresh(&first_refresh).await).await;
+    assert_invalid_grant(app.refresh(&second_refresh).await).await;
+    for access in [&first_access, &second_access] {
+        assert_eq!(app.get_resource(access).await.status(), 401);
+    }
+    let (other_session, _) = app.token_pair("alice", ALICE_PASSWORD).await;
+    assert_eq!(app.get_resource(&other_session).await.status(), 200);
+}
+
+async fn twenty_simultaneous_refreshes_never_leave_two_live_successors(app: TestApp) {
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (_, refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.url("/oauth/token");
+            let refresh = refresh.clone();
+            tokio::spawn(async move {
+                let form = [
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.as_str()),
+                ];
+                let response = client.post(url).form(&form).send().await.unwrap();
+                (
+                    response.status().as_u16(),
+                    response.json::<Value>().await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut successors = Vec::new();
+    for attempt in attempts {
+        let (status, body) = attempt.await.unwrap();
+        match status {
+            200 => successors.push(body["refresh_token"].as_str().unwrap().to_owned()),
+            400 => assert_eq!(body["error"], "invalid_grant"),
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    assert!(successors.len() <= 1, "{successors:?}");
+    let mut live = 0;
+    for successor in &successors {
+        if app.refresh(successor).await.status() == 200 {
+            live += 1;
+        }
+    }
+    assert!(live <= 1);
+}
+
+async fn sessions_expire_when_idle_and_at_their_absolute_limit(app: TestApp) {
+    let clock = ManualClock::new(chrono::Utc::now());
+    let app = app
+        .sibling(Options {
+            clock: Some(clock.clone()),
+            ..Options::default()
+        })
+        .await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+
+    let (_, idle) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let (_, mut active) = app.token_pair("alice", ALICE_PASSWORD).await;
+    clock.advance(Duration::days(6));
+    active = new_refresh_token(app.refresh(&active).await).await.1;
+    clock.advance(Duration::days(1) + Duration::minutes(1));
+    assert_invalid_grant(app.refresh(&idle).await).await;
+
+    // Used every six days, the active session still ends 30 days after login.
+    for _ in 0..3 {
+        active = new_refresh_token(app.refresh(&active).await).await.1;
+        clock.advance(Duration::days(6));
+    }
+    active = new_refresh_token(app.refresh(&active).await).await.1;
+    clock.advance(Duration::days(5));
+    assert_invalid_grant(app.refresh(&active).await).await;
+}
+
+async fn logout(app: &TestApp, token: &str, scope: Option<&str>) -> u16 {
+    let mut request = app.client.post(app.url("/logout")).bearer_auth(token);
+    if let Some(scope) = scope {
+        request = request.query(&[("scope", scope)]);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+async fn logout_ends_this_session_the_others_or_all_of_them(app: TestApp) {
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (first, first_refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let (second, _) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let (third, _) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let (fourth, _) = app.token_pair("alice", ALICE_PASSWORD).await;
+
+    assert_eq!(logout(&app, &first, None).await, 204);
+    assert_eq!(app.get_resource(&first).await.status(), 401);
+    assert_invalid_grant(app.refresh(&first_refresh).await).await;
+    assert_eq!(app.get_resource(&second).await.status(), 200);
+
+    assert_eq!(logout(&app, &second, Some("others")).await, 204);
+    assert_eq!(app.get_resource(&third).await.status(), 401);
+    assert_eq!(app.get_resource(&fourth).await.status(), 401);
+    assert_eq!(app.get_resource(&second).await.status(), 200);
+    assert_eq!(
+        logout(&app, &second, Some("others")).await,
+        204,
+        "idempotent"
+    );
+
+    assert_eq!(logout(&app, &second, Some("sideways")).await, 422);
+    assert_eq!(logout(&app, &second, Some("global")).await, 204);
+    assert_eq!(app.get_resource(&second).await.status(), 401);
+    assert_eq!(logout(&app, &second, None).await, 401);
+}
+
+async fn sessions_are_listed_and_only_their_owner_can_end_them(app: TestApp) {
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    app.register("bob", "bob@example.com", ALICE_PASSWORD).await;
+    let (alice, _) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let (alice_elsewhere, _) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let (bob, _) = app.token_pair("bob", ALICE_PASSWORD).await;
+
+    let list = |token: String| {
+        let request = app.client.get(app.url("/sessions")).bearer_auth(token);
+        async move { json_with_status(request.send().await.unwrap(), 200).await }
+    };
+    let sessions = list(alice.clone()).await;
+    let sessions = sessions.as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(
+        sessions
+            .iter()
+            .filter(|session| session["current"] == json!(true))
+            .count(),
+        1
+    );
+    assert!(
+        sessions[0]["ip"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("127."))
+    );
+    let other = sessions
+        .iter()
+        .find(|session| session["current"] == json!(false))
+        .unwrap();
+    let other_id = other["id"].as_str().unwrap();
+
+    let bob_tries = app
+        .client
+        .delete(app.url(&format!("/sessions/{other_id}")))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_with_status(bob_tries, 404).await,
+        json!({"detail": "Session not found"})
+    );
+    assert_eq!(app.get_resource(&alice_elsewhere).await.status(), 200);
+    let not_a_uuid = app
+        .client
+        .delete(app.url("/sessions/nope"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_uuid.status(), 404);
+
+    let ended = app
+        .client
+        .delete(app.url(&format!("/sessions/{other_id}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+    assert_eq!(app.get_resource(&alice_elsewhere).await.status(), 401);
+    assert_eq!(list(alice).await.as_array().unwrap().len(), 1);
+}
+
+async fn a_logout_on_one_instance_reaches_another_within_a_second(app: TestApp) {
+    let second = app.sibling(Options::default()).await;
+    let token = app.alice_token().await;
+    assert_eq!(second.get_resource(&token).await.status(), 200);
+    assert_eq!(logout(&app, &token, None).await, 204);
+    let logged_out = Instant::now();
+    loop {
+        if second.get_resource(&token).await.status() == 401 {
+            break;
+        }
+        assert!(
+            logged_out.elapsed() < StdDuration::from_secs(1),
+            "the second instance still accepts the token"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
+
+async fn revocations_survive_a_restart(app: TestApp) {
+    let token = app.alice_token().await;
+    assert_eq!(logout(&app, &token, None).await, 204);
+    let app = app.restart().await;
+    assert_eq!(app.get_resource(&token).await.status(), 401);
+}
+
+async fn tokens_signed_before_a_key_rotation_still_verify(app: TestApp) {
+    let before = app.alice_token().await;
+    let new_kid = Keyring::rotate(&app.store, &SystemClock).await.unwrap();
+    // The running server picks the new key up from the database.
+    let rotated = Instant::now();
+    while app.jwks().await["keys"].as_array().unwrap().len() < 2 {
+        assert!(
+            rotated.elapsed() < StdDuration::from_secs(5),
+            "the new key never appeared"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    assert_eq!(app.get_resource(&before).await.status(), 200);
+    let after = app.token_for("alice", ALICE_PASSWORD).await;
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            after.split('.').next().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], new_kid);
+    assert_eq!(app.get_resource(&after).await.status(), 200);
+    let restarted = app.restart().await;
+    assert_eq!(restarted.get_resource(&before).await.status(), 200);
+    assert_eq!(restarted.jwks().await["keys"].as_array().unwrap().len(), 2);
+}
+
+async fn a_password_change_ends_every_other_session(app: TestApp) {
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (current, _) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let (other, other_refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let change = |current_password: &str, new_password: &str| {
+        let body = json!({"current_password": current_password, "new_password": new_password});
+        app.client
+            .post(app.url("/me/password"))
+            .bearer_auth(&current)
+            .json(&body)
+            .send()
+    };
+    let wrong = change("not my password", "a brand new passphrase")
+        .await
+        .unwrap();
+    assert_eq!(
+        json_with_status(wrong, 400).await,
+        json!({"detail": "Current password is incorrect"})
+    );
+    let weak = change(ALICE_PASSWORD, "password").await.unwrap();
+    assert_eq!(
+        json_with_status(weak, 422).await["detail"][0]["loc"],
+        json!(["body", "new_password"])
+    );
+    assert_eq!(app.get_resource(&other).await.status(), 200);
+
+    assert_eq!(
+        change(ALICE_PASSWORD, "a brand new passphrase")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(app.get_resource(&current).await.status(), 200);
+    assert_eq!(app.get_resource(&other).await.status(), 401);
+    assert_invalid_grant(app.refresh(&other_refresh).await).await;
+    assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 400);
+    assert_eq!(
+        app.login("alice", "a brand new passphrase").await.status(),
+        200
+    );
+}
+
+async fn disabling_a_user_ends_their_sessions_at_once(app: TestApp) {
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (access, refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
+    assert!(app.auth.set_disabled("ALICE", true).await.unwrap());
+    assert_eq!(app.get_resource(&access).await.status(), 401);
+    assert_invalid_grant(app.refresh(&refresh).await).await;
+    assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 400);
+    assert!(
+        app.auth
+            .set_disabled("alice@example.com", false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 200);
+    assert!(!app.auth.set_disabled("nobody", true).await.unwrap());
+}
