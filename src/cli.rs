@@ -43,6 +43,14 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Print an account's security events, newest first.
+    Audit {
+        /// Username or email.
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
     /// Manage token-signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -108,6 +116,7 @@ pub fn run() -> ExitCode {
             Command::Migrate => migrate(settings).await,
             Command::ImportUsers { from } => import_users(settings, from).await,
             Command::Users(command) => users(settings, command).await,
+            Command::Audit { user, limit } => audit(settings, &user, limit).await,
             Command::Keys(command) => keys(settings, command).await,
             Command::Clients(ClientsCommand::Create { name }) => {
                 create_client(settings, &name).await
@@ -244,5 +253,23 @@ async fn create_client(settings: Settings, name: &str) -> CommandResult {
         secrecy::ExposeSecret::expose_secret(&client.secret)
     );
     println!("(the secret is shown only now; it is stored hashed)");
+    Ok(())
+}
+
+async fn audit(settings: Settings, user: &str, limit: u64) -> CommandResult {
+    let auth = build_auth(&settings, Arc::new(SystemClock)).await?;
+    let Some(events) = auth.audit_trail(user, limit).await? else {
+        return Err(format!("no account named {user}").into());
+    };
+    for event in events {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            event.at.to_rfc3339(),
+            event.event,
+            event.outcome,
+            event.client_ip.as_deref().unwrap_or("-"),
+            event.user_agent.as_deref().unwrap_or("-"),
+        );
+    }
     Ok(())
 }

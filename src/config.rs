@@ -54,6 +54,34 @@ pub struct Settings {
     pub hash_concurrency: Option<usize>,
     /// Requests allowed to wait for a hashing slot before new ones get 503.
     pub hash_queue_limit: usize,
+    /// Longest wait, in milliseconds, for a hashing slot before the request gets 503.
+    pub hash_wait_timeout_milliseconds: u64,
+    /// Redis for counters shared by every instance (`redis://host:6379`); unset: in memory.
+    pub redis_url: Option<SecretString>,
+    /// Prefix of latchkey's Redis keys, so several deployments can share a server.
+    pub redis_prefix: String,
+    /// `on`, or `off` to turn every throttle off (load benchmarks, trusted internal deployments).
+    pub rate_limits: String,
+    /// Comma-separated addresses or CIDR ranges of proxies whose `X-Forwarded-For` / `Forwarded` is believed.
+    pub trusted_proxies: String,
+    /// Failed logins for one account within the window before it is locked.
+    pub login_max_failures: u32,
+    /// The window failed logins are counted in, in seconds.
+    pub login_failure_window_seconds: u32,
+    /// First lock, in seconds; each further failure doubles it.
+    pub login_lockout_seconds: u32,
+    /// Longest lock, in seconds.
+    pub login_lockout_max_seconds: u32,
+    /// Failed logins from one client, across all accounts, within the window before it is locked.
+    pub client_max_failed_logins: u32,
+    /// Password logins per client per minute.
+    pub rate_login_per_minute: u32,
+    /// Registrations per client per hour.
+    pub rate_register_per_hour: u32,
+    /// Refresh-token exchanges per client per minute.
+    pub rate_refresh_per_minute: u32,
+    /// Other unauthenticated requests that do work (revocation, introspection) per client per minute.
+    pub rate_other_per_minute: u32,
     /// Log filter in `tracing` syntax (`RUST_LOG` overrides it).
     pub log: String,
     /// Log format: `text` or `json`.
@@ -86,6 +114,20 @@ impl Default for Settings {
             argon2_parallelism: 1,
             hash_concurrency: None,
             hash_queue_limit: 64,
+            hash_wait_timeout_milliseconds: 2_000,
+            redis_url: None,
+            redis_prefix: "latchkey:".to_owned(),
+            rate_limits: "on".to_owned(),
+            trusted_proxies: String::new(),
+            login_max_failures: 10,
+            login_failure_window_seconds: 15 * 60,
+            login_lockout_seconds: 30,
+            login_lockout_max_seconds: 15 * 60,
+            client_max_failed_logins: 50,
+            rate_login_per_minute: 60,
+            rate_register_per_hour: 100,
+            rate_refresh_per_minute: 120,
+            rate_other_per_minute: 300,
             log: "info".to_owned(),
             log_format: LogFormat::Text,
         }
@@ -175,6 +217,49 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if !matches!(self.rate_limits.as_str(), "on" | "off") {
+            return Err(ConfigError::setting(
+                "LATCHKEY_RATE_LIMITS",
+                "must be on or off",
+            ));
+        }
+        crate::http::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|problem| ConfigError::setting("LATCHKEY_TRUSTED_PROXIES", problem))?;
+        let limits = [
+            ("LATCHKEY_LOGIN_MAX_FAILURES", self.login_max_failures),
+            (
+                "LATCHKEY_LOGIN_FAILURE_WINDOW_SECONDS",
+                self.login_failure_window_seconds,
+            ),
+            ("LATCHKEY_LOGIN_LOCKOUT_SECONDS", self.login_lockout_seconds),
+            (
+                "LATCHKEY_LOGIN_LOCKOUT_MAX_SECONDS",
+                self.login_lockout_max_seconds,
+            ),
+            (
+                "LATCHKEY_CLIENT_MAX_FAILED_LOGINS",
+                self.client_max_failed_logins,
+            ),
+            ("LATCHKEY_RATE_LOGIN_PER_MINUTE", self.rate_login_per_minute),
+            (
+                "LATCHKEY_RATE_REGISTER_PER_HOUR",
+                self.rate_register_per_hour,
+            ),
+            (
+                "LATCHKEY_RATE_REFRESH_PER_MINUTE",
+                self.rate_refresh_per_minute,
+            ),
+            ("LATCHKEY_RATE_OTHER_PER_MINUTE", self.rate_other_per_minute),
+        ];
+        if let Some((name, _)) = limits.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::setting(name, "must be at least 1"));
+        }
+        if self.login_lockout_max_seconds < self.login_lockout_seconds {
+            return Err(ConfigError::setting(
+                "LATCHKEY_LOGIN_LOCKOUT_MAX_SECONDS",
+                "must be at least LATCHKEY_LOGIN_LOCKOUT_SECONDS",
+            ));
+        }
         if self.database_max_connections == 0 {
             return Err(ConfigError::setting(
                 "LATCHKEY_DATABASE_MAX_CONNECTIONS",
@@ -212,7 +297,12 @@ impl Settings {
              session_idle_timeout_hours = {}\nrevocation_poll_milliseconds = {}\nissuer = \"{}\"\n\
              audience = \"{}\"\npassword_min_length = {}\nargon2_memory_kib = {}\n\
              argon2_iterations = {}\nargon2_parallelism = {}\nhash_concurrency = {}\n\
-             hash_queue_limit = {}\nlog = \"{}\"\nlog_format = \"{:?}\"\n",
+             hash_queue_limit = {}\nhash_wait_timeout_milliseconds = {}\nredis_url = {}\n\
+             redis_prefix = \"{}\"\nrate_limits = \"{}\"\ntrusted_proxies = \"{}\"\n\
+             login_max_failures = {}\nlogin_failure_window_seconds = {}\nlogin_lockout_seconds = {}\n\
+             login_lockout_max_seconds = {}\nclient_max_failed_logins = {}\nrate_login_per_minute = {}\n\
+             rate_register_per_hour = {}\nrate_refresh_per_minute = {}\nrate_other_per_minute = {}\n\
+             log = \"{}\"\nlog_format = \"{:?}\"\n",
             self.listen,
             mask_url_password(self.database_url.expose_secret()),
             self.database_max_connections,
@@ -229,6 +319,23 @@ impl Settings {
             self.argon2_parallelism,
             hashing,
             self.hash_queue_limit,
+            self.hash_wait_timeout_milliseconds,
+            match &self.redis_url {
+                Some(url) => format!("\"{}\"", mask_url_password(url.expose_secret())),
+                None => "(unset)".to_owned(),
+            },
+            self.redis_prefix,
+            self.rate_limits,
+            self.trusted_proxies,
+            self.login_max_failures,
+            self.login_failure_window_seconds,
+            self.login_lockout_seconds,
+            self.login_lockout_max_seconds,
+            self.client_max_failed_logins,
+            self.rate_login_per_minute,
+            self.rate_register_per_hour,
+            self.rate_refresh_per_minute,
+            self.rate_other_per_minute,
             self.log,
             self.log_format,
         )

@@ -16,11 +16,14 @@ use crate::auth::{
     Auth, AuthError, HashingError, HashingParams, KeyError, Keyring, PasswordHasher, SessionPolicy,
     TokenService, default_hash_concurrency, token_retention,
 };
+use crate::auth::{Throttle, ThrottlePolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::domain::{PasswordPolicy, load_common_passwords};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, TrustedProxies};
+use crate::store::counters::{Bucket, Counters, FailureRule};
 use crate::store::{Store, StoreError};
+use secrecy::ExposeSecret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -38,6 +41,8 @@ pub enum StartupError {
     Hashing(String),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error("LATCHKEY_REDIS_URL: {0}")]
+    Redis(String),
 }
 
 pub struct Application {
@@ -64,7 +69,12 @@ impl Application {
                     source,
                 })?;
         let auth = build_auth(&settings, clock).await?;
-        let state = AppState { auth };
+        let trusted_proxies =
+            TrustedProxies::parse(&settings.trusted_proxies).map_err(StartupError::Hashing)?;
+        let state = AppState {
+            auth,
+            trusted_proxies: Arc::new(trusted_proxies),
+        };
         Ok(Self {
             listener,
             router: http::router(state.clone()),
@@ -153,7 +163,26 @@ pub async fn build_auth(
         lifetime: Duration::hours(i64::from(settings.session_lifetime_hours)),
         idle_timeout: Duration::hours(i64::from(settings.session_idle_timeout_hours)),
     };
-    let auth = Arc::new(Auth::new(store, hasher, tokens, clock, policy, sessions));
+    let counters = match &settings.redis_url {
+        Some(url) => Counters::with_redis(
+            url.expose_secret(),
+            &settings.redis_prefix,
+            MAX_COUNTER_KEYS,
+        )
+        .await
+        .map_err(StartupError::Redis)?,
+        None => Counters::in_memory(MAX_COUNTER_KEYS),
+    };
+    let throttle_policy = throttle_policy(settings);
+    if !throttle_policy.enabled {
+        tracing::warn!(
+            "LATCHKEY_RATE_LIMITS=off: logins, registrations and token requests are not throttled"
+        );
+    }
+    let throttle = Throttle::new(counters, throttle_policy, Arc::clone(&clock));
+    let auth = Arc::new(Auth::new(
+        store, hasher, tokens, clock, policy, sessions, throttle,
+    ));
     // Sessions revoked before a restart stay revoked from the first request on.
     auth.sync_revocations().await?;
     Ok(auth)
@@ -172,13 +201,40 @@ async fn poll_shared_state(auth: Arc<Auth>, every: std::time::Duration) {
     }
 }
 
+/// Most keys the in-memory counters track at once (about 100 bytes each).
+const MAX_COUNTER_KEYS: usize = 100_000;
+
+fn throttle_policy(settings: &Settings) -> ThrottlePolicy {
+    let seconds = |value: u32| i64::from(value) * 1000;
+    let lockouts = |threshold: u32| FailureRule {
+        window_ms: seconds(settings.login_failure_window_seconds),
+        threshold,
+        base_ms: seconds(settings.login_lockout_seconds),
+        cap_ms: seconds(settings.login_lockout_max_seconds),
+    };
+    let per = |count: u32, period_seconds: f64| Bucket {
+        capacity: f64::from(count),
+        per_second: f64::from(count) / period_seconds,
+    };
+    ThrottlePolicy {
+        enabled: settings.rate_limits == "on",
+        account_failures: lockouts(settings.login_max_failures),
+        client_failures: lockouts(settings.client_max_failed_logins),
+        login: per(settings.rate_login_per_minute, 60.0),
+        register: per(settings.rate_register_per_hour, 3600.0),
+        refresh: per(settings.rate_refresh_per_minute, 60.0),
+        other: per(settings.rate_other_per_minute, 60.0),
+    }
+}
+
 fn build_hasher(settings: &Settings) -> Result<PasswordHasher, HashingError> {
     load_common_passwords();
     let params = HashingParams::from_settings(settings).map_err(HashingError::Failed)?;
     let concurrency = settings
         .hash_concurrency
         .unwrap_or_else(default_hash_concurrency);
-    PasswordHasher::new(params, concurrency, settings.hash_queue_limit)
+    let wait_limit = std::time::Duration::from_millis(settings.hash_wait_timeout_milliseconds);
+    PasswordHasher::new(params, concurrency, settings.hash_queue_limit, wait_limit)
 }
 
 async fn shutdown_signal() {

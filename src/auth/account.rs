@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use crate::domain::{Password, normalize_login_name};
 use crate::store::UserRecord;
 
-use super::{Auth, AuthError, FieldProblem, Principal, Verification};
+use super::{AuditEvent, Auth, AuthError, ClientContext, FieldProblem, Principal, Verification};
 
 impl Auth {
     pub async fn change_password(
@@ -41,6 +41,13 @@ impl Auth {
         self.store
             .revoke_user_sessions(user.id, Some(principal.session_id), "password_changed", now)
             .await?;
+        self.audit(
+            AuditEvent::PasswordChange,
+            Some(user.id),
+            &principal.client,
+            "other sessions ended",
+        )
+        .await;
         self.sync_revocations().await
     }
 
@@ -55,11 +62,25 @@ impl Auth {
         else {
             return Ok(false);
         };
+        let operator = ClientContext {
+            user_agent: Some("latchkey command line".to_owned()),
+            ip: None,
+        };
         if disabled {
             self.store
                 .revoke_user_sessions(user_id, None, "user_disabled", now)
                 .await?;
             self.sync_revocations().await?;
+            self.audit(
+                AuditEvent::UserDisabled,
+                Some(user_id),
+                &operator,
+                "all sessions ended",
+            )
+            .await;
+        } else {
+            self.audit(AuditEvent::UserEnabled, Some(user_id), &operator, "enabled")
+                .await;
         }
         Ok(true)
     }

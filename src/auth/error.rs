@@ -33,6 +33,8 @@ pub enum AuthError {
     SessionNotFound,
     #[error("client authentication failed")]
     InvalidClient,
+    #[error("Too many attempts; retry later")]
+    Throttled(std::time::Duration),
     #[error("password hashing is at capacity")]
     Busy,
     #[error(transparent)]

@@ -69,6 +69,7 @@ pub struct PasswordHasher {
     slots: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
     queue_limit: usize,
+    wait_limit: std::time::Duration,
     dummy_hash: String,
 }
 
@@ -78,6 +79,7 @@ impl PasswordHasher {
         params: HashingParams,
         concurrency: usize,
         queue_limit: usize,
+        wait_limit: std::time::Duration,
     ) -> Result<Self, HashingError> {
         let dummy_hash = hash_now(&params, "latchkey dummy password for unknown users")?;
         Ok(Self {
@@ -85,8 +87,14 @@ impl PasswordHasher {
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
             waiting: Arc::new(AtomicUsize::new(0)),
             queue_limit,
+            wait_limit,
             dummy_hash,
         })
+    }
+
+    /// Requests waiting for a hashing slot now, for `/metrics`.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Hashes a password with argon2id and a fresh salt, as a PHC string.
@@ -136,9 +144,10 @@ impl PasswordHasher {
     ) -> Result<T, HashingError> {
         let queued =
             QueueTicket::take(&self.waiting, self.queue_limit).ok_or(HashingError::Busy)?;
-        let permit = Arc::clone(&self.slots)
-            .acquire_owned()
+        // Waiting is bounded in count (the queue) and in time: past either, a fast 503.
+        let permit = tokio::time::timeout(self.wait_limit, Arc::clone(&self.slots).acquire_owned())
             .await
+            .map_err(|_| HashingError::Busy)?
             .map_err(|_| HashingError::Failed("hashing pool closed".to_owned()))?;
         drop(queued);
         let span = tracing::Span::current();
@@ -234,6 +243,8 @@ mod tests {
     use super::*;
     use crate::domain::PasswordPolicy;
 
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
     fn cheap() -> HashingParams {
         HashingParams(Params::new(1024, 1, 1, None).unwrap())
     }
@@ -244,7 +255,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify_and_salts_differ() {
-        let hasher = PasswordHasher::new(cheap(), 2, 8).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 2, 8, WAIT).unwrap();
         let first = hasher.hash(&password("tangerine lantern")).await.unwrap();
         let second = hasher.hash(&password("tangerine lantern")).await.unwrap();
         assert!(first.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
@@ -265,11 +276,15 @@ mod tests {
 
     #[tokio::test]
     async fn outdated_parameters_ask_for_a_rehash() {
-        let old = PasswordHasher::new(cheap(), 1, 8).unwrap();
+        let old = PasswordHasher::new(cheap(), 1, 8, WAIT).unwrap();
         let hash = old.hash(&password("tangerine lantern")).await.unwrap();
-        let stronger =
-            PasswordHasher::new(HashingParams(Params::new(2048, 1, 1, None).unwrap()), 1, 8)
-                .unwrap();
+        let stronger = PasswordHasher::new(
+            HashingParams(Params::new(2048, 1, 1, None).unwrap()),
+            1,
+            8,
+            WAIT,
+        )
+        .unwrap();
         let typed = SecretString::from("tangerine lantern");
         assert_eq!(
             stronger.verify(&typed, Some(&hash)).await.unwrap(),
@@ -279,7 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn origin_bcrypt_hashes_verify_and_ask_for_a_rehash() {
-        let hasher = PasswordHasher::new(cheap(), 1, 8).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 1, 8, WAIT).unwrap();
         for variant in [
             bcrypt::Version::TwoA,
             bcrypt::Version::TwoB,
@@ -303,7 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_users_never_match() {
-        let hasher = PasswordHasher::new(cheap(), 1, 8).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 1, 8, WAIT).unwrap();
         let typed = SecretString::from("latchkey dummy password for unknown users");
         assert_eq!(
             hasher.verify(&typed, None).await.unwrap(),
@@ -313,7 +328,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_answers_busy_at_once() {
-        let hasher = Arc::new(PasswordHasher::new(cheap(), 1, 1).unwrap());
+        let hasher = Arc::new(PasswordHasher::new(cheap(), 1, 1, WAIT).unwrap());
         // Hold the only slot, then fill the only queue place.
         let slot = Arc::clone(&hasher.slots).acquire_owned().await.unwrap();
         let waiter = {
@@ -327,6 +342,16 @@ mod tests {
         assert!(matches!(refused, Err(HashingError::Busy)));
         drop(slot);
         assert!(waiter.await.unwrap().is_ok());
+        assert_eq!(hasher.waiting.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_long_wait_for_a_slot_answers_busy() {
+        let hasher =
+            PasswordHasher::new(cheap(), 1, 8, std::time::Duration::from_millis(20)).unwrap();
+        let _slot = Arc::clone(&hasher.slots).acquire_owned().await.unwrap();
+        let refused = hasher.hash(&password("tangerine lantern")).await;
+        assert!(matches!(refused, Err(HashingError::Busy)));
         assert_eq!(hasher.waiting.load(Ordering::Acquire), 0);
     }
 }

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use crate::domain::normalize_login_name;
 use crate::store::UserRecord;
 
-use super::{Account, Auth, AuthError, ClientContext, TokenPair, Verification};
+use super::{Account, AuditEvent, Auth, AuthError, ClientContext, TokenPair, Verification};
 
 /// Longer login names cannot belong to an account (emails are at most 254
 /// characters), nor can names with control characters; such names skip the
@@ -37,13 +37,28 @@ impl Auth {
                 .find_user_by_login(&normalize_login_name(login_name))
                 .await?
         };
-        let verification = self
-            .hasher
-            .verify(
-                password,
-                user.as_ref().map(|user| user.password_hash.as_str()),
+        // One throttle key per account, whether named by username or email;
+        // unknown names are throttled under the name itself.
+        let account_key = match &user {
+            Some(user) => normalize_login_name(&user.username),
+            None => normalize_login_name(login_name)
+                .chars()
+                .take(MAX_LOGIN_NAME_CHARS)
+                .collect(),
+        };
+        let client_ip = context.ip.as_deref();
+        if let Some(wait) = self.throttle.login_blocked(&account_key, client_ip).await {
+            self.audit(
+                AuditEvent::LoginThrottled,
+                user.as_ref().map(|user| user.id),
+                context,
+                "refused",
             )
-            .await?;
+            .await;
+            return Err(AuthError::Throttled(wait));
+        }
+        let stored_hash = user.as_ref().map(|user| user.password_hash.as_str());
+        let verification = self.hasher.verify(password, stored_hash).await?;
         let user = match (user, verification) {
             (Some(user), Verification::Match { needs_rehash }) if !user.disabled => {
                 if needs_rehash {
@@ -51,8 +66,35 @@ impl Auth {
                 }
                 user
             }
-            _ => return Err(AuthError::InvalidCredentials),
+            (user, _) => {
+                let user_id = user.as_ref().map(|user| user.id);
+                if let Some(lock) = self.throttle.login_failed(&account_key, client_ip).await {
+                    self.audit(
+                        AuditEvent::Lockout,
+                        user_id,
+                        context,
+                        &format!("locked for {}s", lock.as_secs()),
+                    )
+                    .await;
+                }
+                self.audit(
+                    AuditEvent::LoginFailure,
+                    user_id,
+                    context,
+                    "invalid credentials",
+                )
+                .await;
+                return Err(AuthError::InvalidCredentials);
+            }
         };
+        self.throttle.login_succeeded(&account_key).await;
+        self.audit(
+            AuditEvent::LoginSuccess,
+            Some(user.id),
+            context,
+            "session opened",
+        )
+        .await;
         let tokens = self.open_session(user.id, &user.username, context).await?;
         Ok(LoginOutcome {
             account: Account::from(user),

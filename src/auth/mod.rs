@@ -8,6 +8,7 @@
 //! its user exists and is enabled.
 
 mod account;
+mod audit;
 mod error;
 mod hashing;
 mod import;
@@ -18,6 +19,7 @@ mod register;
 mod revocation;
 mod secrets;
 mod sessions;
+mod throttle;
 mod tokens;
 
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::clock::Clock;
 use crate::domain::PasswordPolicy;
 use crate::store::{Store, UserRecord};
 
+pub use audit::AuditEvent;
 pub use error::{AuthError, FieldProblem};
 pub use hashing::{
     HashingError, HashingParams, PasswordHasher, Verification, default_hash_concurrency, is_bcrypt,
@@ -40,6 +43,7 @@ pub use oauth::{CreatedClient, Introspection};
 pub use register::Registration;
 pub use revocation::RevokedSessions;
 pub use sessions::{ClientContext, LogoutScope, TokenPair};
+pub use throttle::{RouteGroup, Throttle, ThrottlePolicy};
 pub use tokens::{
     AccessClaims, IssuedToken, LEEWAY_SECONDS, TokenError, TokenService, token_retention,
 };
@@ -69,6 +73,8 @@ impl From<UserRecord> for Account {
 pub struct Principal {
     pub account: Account,
     pub session_id: Uuid,
+    /// Where the request came from, for the audit trail.
+    pub client: ClientContext,
 }
 
 /// How long sessions live.
@@ -89,6 +95,7 @@ pub struct Auth {
     policy: PasswordPolicy,
     sessions: SessionPolicy,
     revoked: RevokedSessions,
+    throttle: Throttle,
 }
 
 impl Auth {
@@ -99,6 +106,7 @@ impl Auth {
         clock: Arc<dyn Clock>,
         policy: PasswordPolicy,
         sessions: SessionPolicy,
+        throttle: Throttle,
     ) -> Self {
         Self {
             store,
@@ -108,6 +116,7 @@ impl Auth {
             policy,
             sessions,
             revoked: RevokedSessions::default(),
+            throttle,
         }
     }
 
@@ -119,13 +128,29 @@ impl Auth {
         &self.tokens
     }
 
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    pub fn revoked_sessions(&self) -> &RevokedSessions {
+        &self.revoked
+    }
+
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
     pub fn clock(&self) -> &dyn Clock {
         self.clock.as_ref()
     }
 
     /// The caller behind a bearer token: it verifies, its session is not
     /// revoked (checked in memory), and its account still exists and is enabled.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        client: ClientContext,
+    ) -> Result<Principal, AuthError> {
         let claims = self.verify_access_token(token)?;
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AuthError::InvalidToken)?;
@@ -133,6 +158,7 @@ impl Auth {
             Some(user) if !user.disabled => Ok(Principal {
                 account: Account::from(user),
                 session_id,
+                client,
             }),
             _ => Err(AuthError::InvalidToken),
         }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::store::{NewSession, Rotation, SessionRecord};
 
 use super::secrets::{hash_secret, new_secret};
-use super::{Auth, AuthError, IssuedToken, Principal, token_retention};
+use super::{AuditEvent, Auth, AuthError, IssuedToken, Principal, token_retention};
 
 /// Where a login came from, recorded on its session.
 #[derive(Debug, Clone, Default)]
@@ -76,7 +76,11 @@ impl Auth {
 
     /// Spends a refresh token for a new pair. A spent token presented again
     /// ends its session, and every token of it, at once.
-    pub async fn refresh(&self, presented: &SecretString) -> Result<TokenPair, AuthError> {
+    pub async fn refresh(
+        &self,
+        presented: &SecretString,
+        context: &ClientContext,
+    ) -> Result<TokenPair, AuthError> {
         let presented = presented.expose_secret();
         if presented.is_empty() || presented.len() > MAX_REFRESH_TOKEN_BYTES {
             return Err(AuthError::InvalidGrant("the refresh token is invalid"));
@@ -100,6 +104,13 @@ impl Auth {
             } => {
                 tracing::warn!(%session_id, %user_id, "refresh token reused: session revoked");
                 self.revoked.insert(session_id, now);
+                self.audit(
+                    AuditEvent::RefreshReuse,
+                    Some(user_id),
+                    context,
+                    "session revoked",
+                )
+                .await;
                 return Err(AuthError::InvalidGrant(
                     "the refresh token was already used",
                 ));
@@ -127,6 +138,18 @@ impl Auth {
 
     pub async fn logout(&self, principal: &Principal, scope: LogoutScope) -> Result<(), AuthError> {
         let now = self.clock.now();
+        let outcome = match scope {
+            LogoutScope::Current => "current session",
+            LogoutScope::Others => "other sessions",
+            LogoutScope::Global => "all sessions",
+        };
+        self.audit(
+            AuditEvent::Logout,
+            Some(principal.account.id),
+            &principal.client,
+            outcome,
+        )
+        .await;
         match scope {
             LogoutScope::Current => return self.end_session(principal.session_id, "logout").await,
             LogoutScope::Others => {

@@ -67,6 +67,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("Unsupported media type")]
     UnsupportedMediaType(&'static str),
+    #[error("Too many requests; retry later")]
+    Throttled(std::time::Duration),
     #[error("Server busy, retry shortly")]
     Busy,
     #[error("Service unavailable")]
@@ -96,6 +98,7 @@ impl From<AuthError> for ApiError {
             AuthError::SessionNotFound => Self::NotFoundDetail(error.to_string()),
             AuthError::InvalidClient => Self::InvalidToken,
             AuthError::InvalidToken => Self::InvalidToken,
+            AuthError::Throttled(wait) => Self::Throttled(wait),
             AuthError::Busy => Self::Busy,
             AuthError::Store(_)
             | AuthError::Hashing(_)
@@ -116,8 +119,14 @@ impl IntoResponse for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let retry_after = match &self {
+            Self::Throttled(wait) => Some(retry_after_seconds(*wait)),
+            Self::Busy | Self::Unavailable(_) => Some(1),
+            _ => None,
         };
         let detail = match self {
             Self::Validation(issues) => {
@@ -138,17 +147,19 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(ErrorDetail { detail })).into_response();
         let headers = response.headers_mut();
-        match status {
-            StatusCode::UNAUTHORIZED => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
+}
+
+/// Whole seconds, rounded up, at least one: a client that waits that long is admitted.
+pub(crate) fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
 }
 
 fn capitalized(word: &str) -> String {

@@ -65,19 +65,25 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers).ok_or(ApiError::NotAuthenticated)?;
-        let principal = state.auth.authenticate(token).await?;
+        let token = bearer_token(&parts.headers)
+            .ok_or(ApiError::NotAuthenticated)?
+            .to_owned();
+        let Ok(Client(client)) = Client::from_request_parts(parts, state).await;
+        let principal = state.auth.authenticate(&token, client).await?;
         Ok(Self(principal))
     }
 }
 
-/// Where a request came from: its user agent and the socket peer's address.
+/// Where a request came from: its user agent and the client's address (see [`super::TrustedProxies`]).
 pub struct Client(pub ClientContext);
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+impl FromRequestParts<AppState> for Client {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -86,7 +92,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip().to_string());
+            .map(|ConnectInfo(peer)| {
+                state
+                    .trusted_proxies
+                    .client(*peer, &parts.headers)
+                    .to_string()
+            });
         Ok(Self(ClientContext { user_agent, ip }))
     }
 }

@@ -6,6 +6,7 @@
 //! the OpenAPI document cannot drift from the router. [`router`] only merges
 //! them and adds the layers every request goes through.
 
+mod client_ip;
 mod docs;
 mod error;
 mod extract;
@@ -15,6 +16,7 @@ mod ops;
 mod origin;
 mod sessions;
 mod state;
+mod throttle;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -28,6 +30,7 @@ use tower_http::trace::TraceLayer;
 use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use client_ip::TrustedProxies;
 pub use error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
 pub use state::AppState;
 

@@ -18,11 +18,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiError, ErrorDetail};
+use super::error::{ApiError, ErrorDetail, retry_after_seconds};
 use super::extract::{Client, CurrentUser, FORM, media_type, read_body};
 use super::origin::{TokenResponse, no_store};
 use super::state::AppState;
-use crate::auth::{AuthError, Introspection};
+use super::throttle::{Other, Throttled, admit};
+use crate::auth::{AuthError, Introspection, RouteGroup};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -41,6 +42,8 @@ pub struct OAuthError {
     error_description: String,
     #[serde(skip)]
     status: StatusCode,
+    #[serde(skip)]
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -49,11 +52,20 @@ impl OAuthError {
             error,
             error_description: description.into(),
             status: StatusCode::BAD_REQUEST,
+            retry_after: None,
         }
     }
 
     fn invalid_request(description: impl Into<String>) -> Self {
         Self::new("invalid_request", description)
+    }
+
+    fn throttled(wait: std::time::Duration) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(retry_after_seconds(wait)),
+            ..Self::new("temporarily_unavailable", "Too many attempts; retry later")
+        }
     }
 
     fn from_auth(error: AuthError) -> Self {
@@ -66,6 +78,7 @@ impl OAuthError {
                 status: StatusCode::UNAUTHORIZED,
                 ..Self::new("invalid_client", "Client authentication failed")
             },
+            AuthError::Throttled(wait) => Self::throttled(wait),
             AuthError::Busy => Self {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 ..Self::new("temporarily_unavailable", "Server busy, retry shortly")
@@ -85,6 +98,7 @@ impl OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = self.status;
+        let retry_after = self.retry_after;
         let mut response = no_store((status, Json(self)));
         let headers = response.headers_mut();
         if status == StatusCode::UNAUTHORIZED {
@@ -95,6 +109,9 @@ impl IntoResponse for OAuthError {
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -156,7 +173,15 @@ async fn token(
     Client(client): Client,
     mut form: OAuthForm,
 ) -> Result<Response, OAuthError> {
-    let pair = match form.required("grant_type")?.as_str() {
+    let grant_type = form.required("grant_type")?;
+    let group = match grant_type.as_str() {
+        "refresh_token" => RouteGroup::Refresh,
+        _ => RouteGroup::Login,
+    };
+    if let Err(ApiError::Throttled(wait)) = admit(&state, group, &client).await {
+        return Err(OAuthError::throttled(wait));
+    }
+    let pair = match grant_type.as_str() {
         "password" => {
             let username = form.required("username")?;
             let password = SecretString::from(form.required("password")?);
@@ -168,7 +193,7 @@ async fn token(
         }
         "refresh_token" => {
             let refresh_token = SecretString::from(form.required("refresh_token")?);
-            state.auth.refresh(&refresh_token).await
+            state.auth.refresh(&refresh_token, &client).await
         }
         _ => {
             return Err(OAuthError::new(
@@ -190,6 +215,7 @@ async fn token(
     ))]
 async fn revoke(
     State(state): State<AppState>,
+    _: Throttled<Other>,
     mut form: OAuthForm,
 ) -> Result<Response, OAuthError> {
     let token = SecretString::from(form.required("token")?);
@@ -211,6 +237,7 @@ async fn revoke(
     ))]
 async fn introspect(
     State(state): State<AppState>,
+    _: Throttled<Other>,
     headers: HeaderMap,
     mut form: OAuthForm,
 ) -> Result<Response, OAuthError> {

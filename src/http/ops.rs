@@ -18,6 +18,39 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(jwks))
+        .routes(routes!(metrics))
+}
+
+/// A few gauges and counters in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    let auth = &state.auth;
+    let throttle = auth.throttle();
+    let body = format!(
+        "# HELP latchkey_rate_limit_redis_degraded 1 while Redis is configured but unreachable, so limits are per instance.\n\
+         # TYPE latchkey_rate_limit_redis_degraded gauge\n\
+         latchkey_rate_limit_redis_degraded {}\n\
+         # HELP latchkey_throttled_requests_total Requests refused by a rate limit or lockout.\n\
+         # TYPE latchkey_throttled_requests_total counter\n\
+         latchkey_throttled_requests_total {}\n\
+         # HELP latchkey_hashing_waiting Requests waiting for a password-hashing slot.\n\
+         # TYPE latchkey_hashing_waiting gauge\n\
+         latchkey_hashing_waiting {}\n\
+         # HELP latchkey_revoked_sessions Revoked sessions whose access tokens may still be presented.\n\
+         # TYPE latchkey_revoked_sessions gauge\n\
+         latchkey_revoked_sessions {}\n",
+        u8::from(throttle.counters().is_degraded()),
+        throttle.refused(),
+        auth.hasher().waiting(),
+        auth.revoked_sessions().len(),
+    );
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 #[derive(Serialize, ToSchema)]

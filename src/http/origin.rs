@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
 use super::extract::{ApiJson, Client, CurrentUser, JsonOrForm};
 use super::state::AppState;
+use super::throttle::{Login, Register, Throttled};
 use crate::auth::{Account, Registration, TokenPair};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -69,10 +70,12 @@ impl From<Account> for AccountView {
         (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
         (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 422, description = "A field breaks a rule", body = ValidationErrors),
+        (status = 429, description = "Too many registrations from this client; see Retry-After", body = ErrorDetail),
         (status = 503, description = "Password hashing at capacity; retry", body = ErrorDetail),
     ))]
 async fn register(
     State(state): State<AppState>,
+    _: Throttled<Register>,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> Result<Json<AccountView>, ApiError> {
     let account = state
@@ -137,10 +140,12 @@ impl From<TokenPair> for TokenResponse {
         (status = 400, description = "Incorrect username or password", body = ErrorDetail),
         (status = 415, description = "Neither a form nor JSON", body = ErrorDetail),
         (status = 422, description = "A field is missing or malformed", body = ValidationErrors),
+        (status = 429, description = "Too many attempts for this account or from this client; see Retry-After", body = ErrorDetail),
         (status = 503, description = "Password hashing at capacity; retry", body = ErrorDetail),
     ))]
 async fn login(
     State(state): State<AppState>,
+    _: Throttled<Login>,
     Client(client): Client,
     JsonOrForm(request): JsonOrForm<LoginRequest>,
 ) -> Result<Response, ApiError> {

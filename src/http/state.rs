@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use super::TrustedProxies;
 use crate::auth::Auth;
 
 #[derive(Clone)]
 pub struct AppState {
     pub auth: Arc<Auth>,
+    pub trusted_proxies: Arc<TrustedProxies>,
 }

@@ -135,3 +135,25 @@ pub mod client {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod audit_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub at: DateTimeUtc,
+        pub event: String,
+        pub user_id: Option<Uuid>,
+        pub client_ip: Option<String>,
+        pub user_agent: Option<String>,
+        pub outcome: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -5,7 +5,9 @@
 //! types, table options) the difference lives in one place in [`migration`].
 //! Errors leave this layer as [`StoreError`], never as database text.
 
+mod audit;
 mod clients;
+pub mod counters;
 mod entities;
 mod error;
 mod keys;
@@ -19,6 +21,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use secrecy::{ExposeSecret, SecretString};
 
+pub use audit::AuditRecord;
 pub use clients::ClientRecord;
 pub use error::StoreError;
 pub use keys::{KeyState, SigningKeyRecord};

@@ -1,0 +1,150 @@
+//! Abuse protection rules: per-account lockouts after failed logins, a cap on
+//! failed logins per client across all accounts, and token buckets per client
+//! and route group. The counters themselves live in
+//! [`crate::store::counters`] (memory or Redis).
+//!
+//! Locks are always temporary, grow exponentially to a cap, and are cleared
+//! by a successful login. A throttled login is answered before any password
+//! work, identically for right and wrong passwords and for unknown accounts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::store::counters::{Bucket, Counters, FailureRule};
+
+/// Which per-client budget a route draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteGroup {
+    /// Password logins (`/login`, `/oauth/token` with the password grant).
+    Login,
+    Register,
+    /// Refresh-token exchanges.
+    Refresh,
+    /// Every other unauthenticated route that does work (revocation, introspection).
+    Other,
+}
+
+impl RouteGroup {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Register => "register",
+            Self::Refresh => "refresh",
+            Self::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottlePolicy {
+    /// `false` turns every throttle off (benchmarks, trusted internal deployments).
+    pub enabled: bool,
+    pub account_failures: FailureRule,
+    pub client_failures: FailureRule,
+    pub login: Bucket,
+    pub register: Bucket,
+    pub refresh: Bucket,
+    pub other: Bucket,
+}
+
+pub struct Throttle {
+    counters: Counters,
+    policy: ThrottlePolicy,
+    clock: Arc<dyn Clock>,
+    refused: AtomicU64,
+}
+
+impl Throttle {
+    pub fn new(counters: Counters, policy: ThrottlePolicy, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            counters,
+            policy,
+            clock,
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Requests refused by a throttle since start, for `/metrics`.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    fn count_refusal<T>(&self, outcome: T, refused: bool) -> T {
+        if refused {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// Takes one request from the client's budget for the route group; `Err(wait)` when spent.
+    pub async fn admit(&self, group: RouteGroup, client: &str) -> Result<(), Duration> {
+        if !self.policy.enabled {
+            return Ok(());
+        }
+        let bucket = match group {
+            RouteGroup::Login => self.policy.login,
+            RouteGroup::Register => self.policy.register,
+            RouteGroup::Refresh => self.policy.refresh,
+            RouteGroup::Other => self.policy.other,
+        };
+        let key = format!("bucket:{}:{client}", group.name());
+        let outcome = self.counters.take(&key, bucket, self.now_ms()).await;
+        let refused = outcome.is_err();
+        self.count_refusal(outcome, refused)
+    }
+
+    /// How long logins for this account, or from this client, are refused.
+    pub async fn login_blocked(&self, account: &str, client: Option<&str>) -> Option<Duration> {
+        if !self.policy.enabled {
+            return None;
+        }
+        let now = self.now_ms();
+        let account_wait = self.counters.locked(&account_key(account), now).await;
+        let client_wait = match client {
+            Some(client) => self.counters.locked(&client_key(client), now).await,
+            None => None,
+        };
+        let wait = account_wait.max(client_wait);
+        self.count_refusal(wait, wait.is_some())
+    }
+
+    /// Counts a failed login; returns the account lock it started, if any.
+    pub async fn login_failed(&self, account: &str, client: Option<&str>) -> Option<Duration> {
+        if !self.policy.enabled {
+            return None;
+        }
+        let now = self.now_ms();
+        if let Some(client) = client {
+            self.counters
+                .fail(&client_key(client), self.policy.client_failures, now)
+                .await;
+        }
+        self.counters
+            .fail(&account_key(account), self.policy.account_failures, now)
+            .await
+    }
+
+    pub async fn login_succeeded(&self, account: &str) {
+        if self.policy.enabled {
+            self.counters.clear(&account_key(account)).await;
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+}
+
+fn account_key(account: &str) -> String {
+    format!("account:{account}")
+}
+
+fn client_key(client: &str) -> String {
+    format!("client-failures:{client}")
+}

@@ -1,0 +1,64 @@
+//! Queries on `audit_events`.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+use super::entities::audit_event;
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub at: DateTime<Utc>,
+    pub event: String,
+    pub user_id: Option<Uuid>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub outcome: String,
+}
+
+impl Store {
+    pub async fn insert_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        audit_event::Entity::insert(audit_event::ActiveModel {
+            id: NotSet,
+            at: Set(record.at),
+            event: Set(record.event.clone()),
+            user_id: Set(record.user_id),
+            client_ip: Set(record.client_ip.clone()),
+            user_agent: Set(record.user_agent.clone()),
+            outcome: Set(record.outcome.clone()),
+        })
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// A user's events, newest first.
+    pub async fn audit_for_user(
+        &self,
+        user_id: Uuid,
+        limit: u64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = audit_event::Entity::find()
+            .filter(audit_event::Column::UserId.eq(user_id))
+            .order_by_desc(audit_event::Column::At)
+            .order_by_desc(audit_event::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| AuditRecord {
+                at: row.at,
+                event: row.event,
+                user_id: row.user_id,
+                client_ip: row.client_ip,
+                user_agent: row.user_agent,
+                outcome: row.outcome,
+            })
+            .collect())
+    }
+}

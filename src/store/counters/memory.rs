@@ -1,0 +1,197 @@
+//! Counters in this process's memory, bounded in size.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::{Bucket, FailureRule};
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    tokens: f64,
+    refilled_at_ms: i64,
+    failures: u32,
+    window_start_ms: i64,
+    locked_until_ms: i64,
+    /// After this, the entry holds nothing worth keeping.
+    expires_at_ms: i64,
+}
+
+pub struct MemoryCounters {
+    entries: Mutex<HashMap<String, Entry>>,
+    max_keys: usize,
+}
+
+impl MemoryCounters {
+    pub fn new(max_keys: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            max_keys,
+        }
+    }
+
+    pub fn take(&self, key: &str, bucket: Bucket, now_ms: i64) -> Result<(), Duration> {
+        let refill_ms = (bucket.capacity / bucket.per_second * 1000.0).ceil() as i64;
+        self.with_entry(key, now_ms, |entry, fresh| {
+            if fresh {
+                entry.tokens = bucket.capacity;
+                entry.refilled_at_ms = now_ms;
+            }
+            let elapsed = (now_ms - entry.refilled_at_ms).max(0) as f64 / 1000.0;
+            entry.tokens = (entry.tokens + elapsed * bucket.per_second).min(bucket.capacity);
+            entry.refilled_at_ms = now_ms;
+            entry.expires_at_ms = entry.expires_at_ms.max(now_ms + refill_ms);
+            if entry.tokens >= 1.0 {
+                entry.tokens -= 1.0;
+                Ok(())
+            } else {
+                Err(Duration::from_secs_f64(
+                    (1.0 - entry.tokens) / bucket.per_second,
+                ))
+            }
+        })
+    }
+
+    pub fn fail(&self, key: &str, rule: FailureRule, now_ms: i64) -> Option<Duration> {
+        self.with_entry(key, now_ms, |entry, _| {
+            if now_ms - entry.window_start_ms >= rule.window_ms {
+                entry.failures = 0;
+                entry.window_start_ms = now_ms;
+            }
+            entry.failures += 1;
+            entry.expires_at_ms = entry
+                .expires_at_ms
+                .max(entry.window_start_ms + rule.window_ms);
+            let lock_ms = lock_for(entry.failures, rule)?;
+            entry.locked_until_ms = now_ms + lock_ms;
+            entry.expires_at_ms = entry.expires_at_ms.max(entry.locked_until_ms);
+            Some(Duration::from_millis(lock_ms as u64))
+        })
+    }
+
+    pub fn locked(&self, key: &str, now_ms: i64) -> Option<Duration> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let until = entries.get(key)?.locked_until_ms;
+        (until > now_ms).then(|| Duration::from_millis((until - now_ms) as u64))
+    }
+
+    pub fn clear(&self, key: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(key);
+    }
+
+    /// Runs `update` on the key's entry (`fresh` when just created). When the
+    /// map is full even after dropping expired entries, the update runs on a
+    /// scratch entry: a flood of new keys cannot grow memory without bound.
+    fn with_entry<T>(
+        &self,
+        key: &str,
+        now_ms: i64,
+        update: impl FnOnce(&mut Entry, bool) -> T,
+    ) -> T {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(entry) = entries.get_mut(key) {
+            let expired = entry.expires_at_ms <= now_ms;
+            if expired {
+                *entry = Entry::default();
+            }
+            return update(entry, expired);
+        }
+        if entries.len() >= self.max_keys {
+            entries.retain(|_, entry| entry.expires_at_ms > now_ms);
+        }
+        let mut entry = Entry::default();
+        let result = update(&mut entry, true);
+        if entries.len() < self.max_keys {
+            entries.insert(key.to_owned(), entry);
+        }
+        result
+    }
+}
+
+/// The lock a failure count earns: none below the threshold, then doubling up to the cap.
+pub(super) fn lock_for(failures: u32, rule: FailureRule) -> Option<i64> {
+    let extra = failures.checked_sub(rule.threshold)?;
+    let doubled = rule.base_ms.saturating_mul(1_i64 << extra.min(40));
+    Some(doubled.min(rule.cap_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: FailureRule = FailureRule {
+        window_ms: 900_000,
+        threshold: 3,
+        base_ms: 1_000,
+        cap_ms: 5_000,
+    };
+
+    #[test]
+    fn locks_start_at_the_threshold_double_and_stop_at_the_cap() {
+        let counters = MemoryCounters::new(10);
+        assert_eq!(counters.fail("k", RULE, 0), None);
+        assert_eq!(counters.fail("k", RULE, 1), None);
+        assert_eq!(counters.fail("k", RULE, 2), Some(Duration::from_secs(1)));
+        assert_eq!(counters.locked("k", 2), Some(Duration::from_secs(1)));
+        assert_eq!(counters.locked("k", 1_002), None);
+        assert_eq!(
+            counters.fail("k", RULE, 1_003),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            counters.fail("k", RULE, 3_004),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(
+            counters.fail("k", RULE, 7_005),
+            Some(Duration::from_secs(5))
+        );
+        counters.clear("k");
+        assert_eq!(counters.locked("k", 7_006), None);
+        assert_eq!(counters.fail("k", RULE, 7_006), None);
+    }
+
+    #[test]
+    fn failures_outside_the_window_start_over() {
+        let counters = MemoryCounters::new(10);
+        counters.fail("k", RULE, 0);
+        counters.fail("k", RULE, 1);
+        assert_eq!(counters.fail("k", RULE, 900_001), None);
+    }
+
+    #[test]
+    fn buckets_empty_and_refill() {
+        let counters = MemoryCounters::new(10);
+        let bucket = Bucket {
+            capacity: 2.0,
+            per_second: 1.0,
+        };
+        assert!(counters.take("b", bucket, 0).is_ok());
+        assert!(counters.take("b", bucket, 0).is_ok());
+        let wait = counters.take("b", bucket, 0).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(1));
+        assert!(counters.take("b", bucket, 1_000).is_ok());
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_a_flood_of_keys() {
+        let counters = MemoryCounters::new(100);
+        let bucket = Bucket {
+            capacity: 1.0,
+            per_second: 0.001,
+        };
+        for n in 0..10_000 {
+            let _ = counters.take(&format!("flood-{n}"), bucket, 0);
+        }
+        assert!(counters.entries.lock().unwrap().len() <= 100);
+    }
+}

@@ -1,0 +1,173 @@
+//! Counters in Redis: one Lua script per operation, so each is atomic across
+//! every instance sharing the server. Keys carry a configurable prefix and expire
+//! on their own once they hold nothing worth keeping.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::{Bucket, FailureRule};
+
+/// Longest wait for one Redis answer before falling back to memory.
+const ANSWER_WITHIN: Duration = Duration::from_millis(250);
+/// How often a fallen-back instance checks whether Redis answers again.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+const TAKE: &str = r"
+local capacity = tonumber(ARGV[1])
+local per_ms = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or capacity
+local at = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - at) * per_ms)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / per_ms) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / per_ms) + 1000)
+return wait
+";
+
+const FAIL: &str = r"
+local window = tonumber(ARGV[1])
+local threshold = tonumber(ARGV[2])
+local base = tonumber(ARGV[3])
+local cap = tonumber(ARGV[4])
+local now = tonumber(ARGV[5])
+local state = redis.call('HMGET', KEYS[1], 'failures', 'since')
+local failures = tonumber(state[1]) or 0
+local since = tonumber(state[2]) or now
+if now - since >= window then failures = 0; since = now end
+failures = failures + 1
+local lock = 0
+if failures >= threshold then
+  lock = math.min(base * 2 ^ math.min(failures - threshold, 40), cap)
+  redis.call('HSET', KEYS[1], 'until', now + lock)
+end
+redis.call('HSET', KEYS[1], 'failures', failures, 'since', since)
+redis.call('PEXPIRE', KEYS[1], math.max(since + window - now, lock) + 1000)
+return lock
+";
+
+#[derive(Clone)]
+pub struct RedisCounters {
+    connection: ConnectionManager,
+    prefix: String,
+    take: Arc<Script>,
+    fail: Arc<Script>,
+}
+
+impl RedisCounters {
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, String> {
+        let client =
+            redis::Client::open(url).map_err(|error| format!("invalid Redis URL: {error}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(ANSWER_WITHIN))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|error| format!("cannot set up Redis: {error}"))?;
+        Ok(Self {
+            connection,
+            prefix: prefix.to_owned(),
+            take: Arc::new(Script::new(TAKE)),
+            fail: Arc::new(Script::new(FAIL)),
+        })
+    }
+
+    pub async fn take(
+        &self,
+        key: &str,
+        bucket: Bucket,
+        now_ms: i64,
+    ) -> Result<Result<(), Duration>, String> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.take.key(self.prefixed(key));
+        invocation
+            .arg(bucket.capacity)
+            .arg(bucket.per_second / 1000.0)
+            .arg(now_ms);
+        let wait_ms: i64 = answer(invocation.invoke_async(&mut connection)).await?;
+        Ok(if wait_ms <= 0 {
+            Ok(())
+        } else {
+            Err(Duration::from_millis(wait_ms as u64))
+        })
+    }
+
+    pub async fn fail(
+        &self,
+        key: &str,
+        rule: FailureRule,
+        now_ms: i64,
+    ) -> Result<Option<Duration>, String> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.fail.key(self.prefixed(key));
+        invocation
+            .arg(rule.window_ms)
+            .arg(rule.threshold)
+            .arg(rule.base_ms)
+            .arg(rule.cap_ms)
+            .arg(now_ms);
+        let lock_ms: i64 = answer(invocation.invoke_async(&mut connection)).await?;
+        Ok((lock_ms > 0).then(|| Duration::from_millis(lock_ms as u64)))
+    }
+
+    pub async fn locked(&self, key: &str, now_ms: i64) -> Result<Option<Duration>, String> {
+        let mut connection = self.connection.clone();
+        let until: Option<i64> = answer(connection.hget(self.prefixed(key), "until")).await?;
+        Ok(until
+            .filter(|until| *until > now_ms)
+            .map(|until| Duration::from_millis((until - now_ms) as u64)))
+    }
+
+    pub async fn clear(&self, key: &str) -> Result<(), String> {
+        let mut connection = self.connection.clone();
+        answer::<()>(connection.del(self.prefixed(key))).await
+    }
+
+    fn prefixed(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Watches Redis: clears `degraded` once it answers again, and sets it
+    /// when a first ping fails (so a server started during an outage knows).
+    pub fn spawn_probe(&self, degraded: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+        let mut connection = self.connection.clone();
+        tokio::spawn(async move {
+            loop {
+                let answered = answer::<String>(redis::cmd("PING").query_async(&mut connection))
+                    .await
+                    .is_ok();
+                match (answered, degraded.load(Ordering::Relaxed)) {
+                    (true, true) => {
+                        degraded.store(false, Ordering::Relaxed);
+                        tracing::info!(
+                            "Redis answers again: rate limits are shared across instances"
+                        );
+                    }
+                    (false, false) => {
+                        degraded.store(true, Ordering::Relaxed);
+                        tracing::warn!(
+                            "Redis is unreachable: rate limits fall back to this instance's memory"
+                        );
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(PROBE_EVERY).await;
+            }
+        })
+    }
+}
+
+async fn answer<T>(request: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+    match tokio::time::timeout(ANSWER_WITHIN, request).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer in time".to_owned()),
+    }
+}
