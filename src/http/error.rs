@@ -67,7 +67,7 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("Unsupported media type")]
     UnsupportedMediaType(&'static str),
-    #[error("Too many requests; retry later")]
+    #[error("Too many attempts; retry later")]
     Throttled(std::time::Duration),
     #[error("Server busy, retry shortly")]
     Busy,

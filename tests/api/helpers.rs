@@ -142,6 +142,9 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Changes a test makes to the default test settings.
+pub type Customize = Arc<dyn Fn(&mut Settings) + Send + Sync>;
+
 /// How a test wants its server set up.
 #[derive(Clone, Default)]
 pub struct Options {
@@ -149,6 +152,16 @@ pub struct Options {
     pub audience: Option<String>,
     pub issuer: Option<String>,
     pub clock: Option<ManualClock>,
+    pub customize: Option<Customize>,
+}
+
+impl Options {
+    pub fn customized(customize: impl Fn(&mut Settings) + Send + Sync + 'static) -> Self {
+        Self {
+            customize: Some(Arc::new(customize)),
+            ..Self::default()
+        }
+    }
 }
 
 pub struct TestApp {
@@ -338,6 +351,9 @@ fn test_settings(database_url: &str, options: &Options) -> Settings {
     settings.issuer.clone_from(&options.issuer);
     if let Some(audience) = &options.audience {
         settings.audience.clone_from(audience);
+    }
+    if let Some(customize) = &options.customize {
+        customize(&mut settings);
     }
     settings.validate().expect("test settings are valid");
     settings

@@ -12,6 +12,7 @@ struct Entry {
     refilled_at_ms: i64,
     failures: u32,
     window_start_ms: i64,
+    last_failure_ms: i64,
     locked_until_ms: i64,
     /// After this, the entry holds nothing worth keeping.
     expires_at_ms: i64,
@@ -54,17 +55,19 @@ impl MemoryCounters {
 
     pub fn fail(&self, key: &str, rule: FailureRule, now_ms: i64) -> Option<Duration> {
         self.with_entry(key, now_ms, |entry, _| {
-            if now_ms - entry.window_start_ms >= rule.window_ms {
+            if window_over(entry, rule, now_ms) {
                 entry.failures = 0;
                 entry.window_start_ms = now_ms;
             }
             entry.failures += 1;
-            entry.expires_at_ms = entry
-                .expires_at_ms
-                .max(entry.window_start_ms + rule.window_ms);
+            entry.last_failure_ms = now_ms;
+            entry.expires_at_ms = entry.expires_at_ms.max(now_ms + rule.window_ms);
             let lock_ms = lock_for(entry.failures, rule)?;
             entry.locked_until_ms = now_ms + lock_ms;
-            entry.expires_at_ms = entry.expires_at_ms.max(entry.locked_until_ms);
+            // The count outlives the lock by a window (see `window_over`).
+            entry.expires_at_ms = entry
+                .expires_at_ms
+                .max(entry.locked_until_ms + rule.window_ms);
             Some(Duration::from_millis(lock_ms as u64))
         })
     }
@@ -117,6 +120,18 @@ impl MemoryCounters {
     }
 }
 
+/// Below the threshold, failures count in a fixed window from the first one;
+/// once locked, the count (and so the doubling) lasts until a whole window
+/// passes, after the lock ends, without a failure.
+fn window_over(entry: &Entry, rule: FailureRule, now_ms: i64) -> bool {
+    let since = if entry.failures >= rule.threshold {
+        entry.last_failure_ms.max(entry.locked_until_ms)
+    } else {
+        entry.window_start_ms
+    };
+    now_ms - since >= rule.window_ms
+}
+
 /// The lock a failure count earns: none below the threshold, then doubling up to the cap.
 pub(super) fn lock_for(failures: u32, rule: FailureRule) -> Option<i64> {
     let extra = failures.checked_sub(rule.threshold)?;
@@ -166,6 +181,25 @@ mod tests {
         counters.fail("k", RULE, 0);
         counters.fail("k", RULE, 1);
         assert_eq!(counters.fail("k", RULE, 900_001), None);
+    }
+
+    #[test]
+    fn once_locked_the_count_lasts_until_a_quiet_window() {
+        let counters = MemoryCounters::new(10);
+        for at in 0..3 {
+            counters.fail("k", RULE, at);
+        }
+        // Past the first window, but failures kept coming: the doubling goes on.
+        assert_eq!(
+            counters.fail("k", RULE, 899_000),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            counters.fail("k", RULE, 1_500_000),
+            Some(Duration::from_secs(4))
+        );
+        // A whole window after the last lock ended, without a failure, starts over.
+        assert_eq!(counters.fail("k", RULE, 2_404_000), None);
     }
 
     #[test]

@@ -37,18 +37,22 @@ local threshold = tonumber(ARGV[2])
 local base = tonumber(ARGV[3])
 local cap = tonumber(ARGV[4])
 local now = tonumber(ARGV[5])
-local state = redis.call('HMGET', KEYS[1], 'failures', 'since')
+local state = redis.call('HMGET', KEYS[1], 'failures', 'since', 'last', 'until')
 local failures = tonumber(state[1]) or 0
 local since = tonumber(state[2]) or now
-if now - since >= window then failures = 0; since = now end
+local last = tonumber(state[3]) or now
+local locked_until = tonumber(state[4]) or 0
+local counted_from = since
+if failures >= threshold then counted_from = math.max(last, locked_until) end
+if now - counted_from >= window then failures = 0; since = now end
 failures = failures + 1
 local lock = 0
 if failures >= threshold then
   lock = math.min(base * 2 ^ math.min(failures - threshold, 40), cap)
   redis.call('HSET', KEYS[1], 'until', now + lock)
 end
-redis.call('HSET', KEYS[1], 'failures', failures, 'since', since)
-redis.call('PEXPIRE', KEYS[1], math.max(since + window - now, lock) + 1000)
+redis.call('HSET', KEYS[1], 'failures', failures, 'since', since, 'last', now)
+redis.call('PEXPIRE', KEYS[1], lock + window + 1000)
 return lock
 ";
 
