@@ -24,7 +24,7 @@ impl Auth {
         })?;
         let user = self
             .store
-            .find_user_by_id(principal.account.id)
+            .find_user_by_id(principal.user_id)
             .await?
             .ok_or(AuthError::InvalidToken)?;
         match self

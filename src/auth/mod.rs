@@ -9,6 +9,7 @@
 
 mod account;
 mod audit;
+mod bearer;
 mod error;
 mod hashing;
 mod import;
@@ -71,7 +72,8 @@ impl From<UserRecord> for Account {
 /// The caller behind a verified bearer token.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub account: Account,
+    pub user_id: Uuid,
+    pub username: String,
     pub session_id: Uuid,
     /// Where the request came from, for the audit trail.
     pub client: ClientContext,
@@ -95,6 +97,7 @@ pub struct Auth {
     policy: PasswordPolicy,
     sessions: SessionPolicy,
     revoked: RevokedSessions,
+    verified: bearer::VerifiedTokens,
     throttle: Throttle,
 }
 
@@ -116,6 +119,7 @@ impl Auth {
             policy,
             sessions,
             revoked: RevokedSessions::default(),
+            verified: bearer::VerifiedTokens::default(),
             throttle,
         }
     }
@@ -144,26 +148,6 @@ impl Auth {
         self.clock.as_ref()
     }
 
-    /// The caller behind a bearer token: it verifies, its session is not
-    /// revoked (checked in memory), and its account still exists and is enabled.
-    pub async fn authenticate(
-        &self,
-        token: &str,
-        client: ClientContext,
-    ) -> Result<Principal, AuthError> {
-        let claims = self.verify_access_token(token)?;
-        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
-        let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AuthError::InvalidToken)?;
-        match self.store.find_user_by_id(user_id).await? {
-            Some(user) if !user.disabled => Ok(Principal {
-                account: Account::from(user),
-                session_id,
-                client,
-            }),
-            _ => Err(AuthError::InvalidToken),
-        }
-    }
-
     /// Signature, claims and revocation; no database.
     pub(crate) fn verify_access_token(&self, token: &str) -> Result<AccessClaims, AuthError> {
         let claims = self.tokens.verify(token).map_err(|error| {
@@ -171,7 +155,8 @@ impl Auth {
             AuthError::InvalidToken
         })?;
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AuthError::InvalidToken)?;
-        if self.revoked.contains(&session_id) {
+        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
+        if self.revoked.contains(&session_id) || self.revoked.is_disabled(&user_id) {
             return Err(AuthError::InvalidToken);
         }
         Ok(claims)

@@ -7,7 +7,7 @@
 //! interval, and a restart never resurrects a revoked session. Entries are
 //! dropped once every access token of their session must have expired.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use chrono::{DateTime, Duration, Utc};
@@ -18,6 +18,9 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Default)]
 pub struct RevokedSessions {
     revoked: RwLock<HashMap<Uuid, DateTime<Utc>>>,
+    /// Disabled accounts; disabling also revokes their sessions, but an
+    /// account disabled in the database by other means is caught here too.
+    disabled_users: RwLock<HashSet<Uuid>>,
 }
 
 impl RevokedSessions {
@@ -26,6 +29,13 @@ impl RevokedSessions {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .contains_key(session_id)
+    }
+
+    pub fn is_disabled(&self, user_id: &Uuid) -> bool {
+        self.disabled_users
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(user_id)
     }
 
     /// Records a revocation made here, so this instance honours it before the next poll.
@@ -46,6 +56,11 @@ impl RevokedSessions {
     ) -> Result<(), StoreError> {
         let cutoff = now - retention;
         let recent = store.revoked_since(cutoff).await?;
+        let disabled = store.disabled_user_ids().await?;
+        *self
+            .disabled_users
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = disabled;
         let mut revoked = self
             .revoked
             .write()

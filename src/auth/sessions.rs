@@ -145,7 +145,7 @@ impl Auth {
         };
         self.audit(
             AuditEvent::Logout,
-            Some(principal.account.id),
+            Some(principal.user_id),
             &principal.client,
             outcome,
         )
@@ -155,7 +155,7 @@ impl Auth {
             LogoutScope::Others => {
                 self.store
                     .revoke_user_sessions(
-                        principal.account.id,
+                        principal.user_id,
                         Some(principal.session_id),
                         "logout_others",
                         now,
@@ -164,7 +164,7 @@ impl Auth {
             }
             LogoutScope::Global => {
                 self.store
-                    .revoke_user_sessions(principal.account.id, None, "logout_global", now)
+                    .revoke_user_sessions(principal.user_id, None, "logout_global", now)
                     .await?
             }
         }
@@ -176,7 +176,7 @@ impl Auth {
         let now = self.clock.now();
         Ok(self
             .store
-            .live_sessions(principal.account.id, now, now - self.sessions.idle_timeout)
+            .live_sessions(principal.user_id, now, now - self.sessions.idle_timeout)
             .await?)
     }
 
@@ -187,7 +187,7 @@ impl Auth {
         session_id: Uuid,
     ) -> Result<(), AuthError> {
         match self.store.find_session(session_id).await? {
-            Some(session) if session.user_id == principal.account.id => {
+            Some(session) if session.user_id == principal.user_id => {
                 self.end_session(session_id, "ended_by_user").await
             }
             _ => Err(AuthError::SessionNotFound),

@@ -27,8 +27,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "The caller's account", body = AccountView),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
     ))]
-async fn me(CurrentUser(principal): CurrentUser) -> Json<AccountView> {
-    Json(AccountView::from(principal.account))
+async fn me(
+    State(state): State<AppState>,
+    CurrentUser(principal): CurrentUser,
+) -> Result<Json<AccountView>, ApiError> {
+    let account = state.auth.account(&principal).await?;
+    Ok(Json(AccountView::from(account)))
 }
 
 #[derive(Deserialize, ToSchema)]

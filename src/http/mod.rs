@@ -65,8 +65,11 @@ fn with_edge<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
                         .on_response(
+                            // One line per request only at debug level: at
+                            // tens of thousands of requests a second, access
+                            // logs cost more than the requests themselves.
                             tower_http::trace::DefaultOnResponse::new()
-                                .level(Level::INFO)
+                                .level(Level::DEBUG)
                                 .latency_unit(tower_http::LatencyUnit::Micros),
                         ),
                 )

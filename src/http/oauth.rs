@@ -288,13 +288,16 @@ pub struct UserInfo {
         (status = 200, description = "Claims about the caller", body = UserInfo),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
     ))]
-async fn userinfo(CurrentUser(principal): CurrentUser) -> Json<UserInfo> {
-    let account = principal.account;
-    Json(UserInfo {
+async fn userinfo(
+    State(state): State<AppState>,
+    CurrentUser(principal): CurrentUser,
+) -> Result<Json<UserInfo>, ApiError> {
+    let account = state.auth.account(&principal).await?;
+    Ok(Json(UserInfo {
         sub: account.id.to_string(),
         preferred_username: account.username,
         email: account.email,
-    })
+    }))
 }
 
 /// OpenID Provider metadata, so standard libraries need only the issuer URL.

@@ -193,4 +193,16 @@ impl Store {
             .await?;
         Ok(rows.into_iter().map(UserRecord::from).collect())
     }
+
+    /// Ids of disabled accounts, for the in-memory revocation check.
+    pub async fn disabled_user_ids(&self) -> Result<std::collections::HashSet<Uuid>, StoreError> {
+        let ids = user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .filter(user::Column::Disabled.eq(true))
+            .into_tuple::<Uuid>()
+            .all(&self.db)
+            .await?;
+        Ok(ids.into_iter().collect())
+    }
 }

@@ -1,0 +1,105 @@
+//! The bearer path, kept free of database reads: a token's signature and
+//! claims are verified once and remembered (keyed by its SHA-256) until it
+//! expires; every request still checks expiry and the in-memory revocations
+//! (revoked sessions and disabled users, both reloaded from the database).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::digest::{SHA256, digest};
+use uuid::Uuid;
+
+use super::{Account, Auth, AuthError, ClientContext, LEEWAY_SECONDS, Principal};
+
+/// Most verified tokens remembered at once.
+const CAPACITY: usize = 50_000;
+
+#[derive(Clone)]
+struct Verified {
+    user_id: Uuid,
+    session_id: Uuid,
+    username: Arc<str>,
+    exp: i64,
+}
+
+#[derive(Default)]
+pub(crate) struct VerifiedTokens {
+    entries: RwLock<HashMap<[u8; 32], Verified>>,
+}
+
+impl VerifiedTokens {
+    fn get(&self, key: &[u8; 32]) -> Option<Verified> {
+        self.entries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn insert(&self, key: [u8; 32], verified: Verified, now: i64) {
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= CAPACITY {
+            entries.retain(|_, entry| entry.exp > now - LEEWAY_SECONDS);
+            if entries.len() >= CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(key, verified);
+    }
+}
+
+impl Auth {
+    /// The caller behind a bearer token: it verifies (or verified before and
+    /// has not expired), its session is not revoked and its user not disabled.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        client: ClientContext,
+    ) -> Result<Principal, AuthError> {
+        let now = self.clock.now().timestamp();
+        let key: [u8; 32] = digest(&SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .map_err(|_| AuthError::Internal("SHA-256 is not 32 bytes".to_owned()))?;
+        let verified = match self.verified.get(&key) {
+            Some(verified) if verified.exp > now - LEEWAY_SECONDS => verified,
+            _ => {
+                let claims = self.tokens.verify(token).map_err(|error| {
+                    tracing::debug!(%error, "bearer token refused");
+                    AuthError::InvalidToken
+                })?;
+                let verified = Verified {
+                    user_id: Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?,
+                    session_id: Uuid::parse_str(&claims.sid)
+                        .map_err(|_| AuthError::InvalidToken)?,
+                    username: Arc::from(claims.preferred_username),
+                    exp: claims.exp,
+                };
+                self.verified.insert(key, verified.clone(), now);
+                verified
+            }
+        };
+        if self.revoked.contains(&verified.session_id)
+            || self.revoked.is_disabled(&verified.user_id)
+        {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(Principal {
+            user_id: verified.user_id,
+            username: verified.username.to_string(),
+            session_id: verified.session_id,
+            client,
+        })
+    }
+
+    /// The caller's account, read from the database; for routes that show it.
+    pub async fn account(&self, principal: &Principal) -> Result<Account, AuthError> {
+        match self.store.find_user_by_id(principal.user_id).await? {
+            Some(user) if !user.disabled => Ok(Account::from(user)),
+            _ => Err(AuthError::InvalidToken),
+        }
+    }
+}
