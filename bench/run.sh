@@ -27,7 +27,7 @@ cores=$(nproc)
 load_core=$((cores - 1))
 
 started=$(date +%s%N)
-LATCHKEY_LISTEN="127.0.0.1:$port" LATCHKEY_DATABASE_URL="$database_url" LATCHKEY_RATE_LIMITS=off LATCHKEY_LOG=warn \
+LATCHKEY_LISTEN="127.0.0.1:$port" LATCHKEY_DATABASE_URL="$database_url" LATCHKEY_RATE_LIMITS=off \
   "$binary" 2>"$work/server.log" &
 server=$!
 until curl -sf "$base/ready" >/dev/null 2>&1; do
@@ -35,6 +35,8 @@ until curl -sf "$base/ready" >/dev/null 2>&1; do
   sleep 0.001
 done
 start_to_ready_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+sleep 1
+idle_rss_kib=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$server/status")
 
 rss_kib() { awk -v field="$1" '$1 == field":" {print $2}' "/proc/$server/status"; }
 
@@ -45,8 +47,6 @@ seq 1 "$users" | xargs -P 4 -I{} curl -sf -o /dev/null -X POST "$base/register" 
 seq 1 "$users" | sed "s/^/u${run_id}x/" >"$work/users"
 seq 1 "$users" | xargs -P 4 -I{} curl -sf -X POST "$base/login" -d "username=u${run_id}x{}&password=benchmark+passphrase+42" \
   | python3 -c 'import json,sys; [print(json.loads(l)["access_token"]) for l in sys.stdin.read().replace("}{","}\n{").splitlines()]' >"$work/tokens"
-sleep 1
-idle_rss_kib=$(rss_kib VmRSS)
 
 # wrk on the last core; prints "requests_per_second p50_ms p99_ms errors".
 load() {
@@ -65,6 +65,8 @@ read -r health_rps health_p50 health_p99 health_errors < <(load 32 "$base/health
 read -r resource_rps resource_p50 resource_p99 resource_errors < <(load 32 -s bench/get_resource.lua "$base" -- "$work/tokens")
 read -r login_rps login_p50 login_p99 login_errors < <(load 16 -s bench/login.lua "$base" -- "$work/users")
 peak_rss_kib=$(rss_kib VmHWM)
+sleep 6
+settled_rss_kib=$(rss_kib VmRSS)
 read -r register_rps register_p50 register_p99 register_errors < <(load 16 -s bench/register.lua "$base" -- "$run_id")
 
 # (e): the protected route while logins saturate the hashing pool.
@@ -74,7 +76,8 @@ sleep 1
 read -r during_rps during_p50 during_p99 during_errors < <(seconds=$((seconds - 2)) load 4 -s bench/get_resource.lua "$base" -- "$work/tokens")
 wait "$flood"
 
-read -r verify_ms limit < <(target/release/examples/hash_rate | sed -E 's/verify_ms=([0-9.]+) cores=[0-9]+ limit_per_second=([0-9.]+)/\1 \2/')
+read -r verify_ms limit parallel < <(target/release/examples/hash_rate \
+  | sed -E 's/verify_ms=([0-9.]+) cores=[0-9]+ limit_per_second=([0-9.]+) parallel_per_second=([0-9.]+)/\1 \2 \3/')
 
 ratio() { python3 -c "print(f'{100 * $1 / $2:.0f} %')"; }
 cpu=$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
@@ -93,9 +96,11 @@ table=$(cat <<TABLE
 | argon2id verify (m=19456 KiB, t=2, p=1) | $verify_ms ms |
 | argon2id limit: $cores cores × 1/verify | $limit logins/s |
 | (c)/limit | $(ratio "$login_rps" "$limit") |
+| argon2id verifications/s with every core busy, nothing else running | $parallel |
 | (e) p99 | $during_p99 ms |
-| idle RSS | $((idle_rss_kib / 1024)) MiB ($idle_rss_kib KiB) |
+| idle RSS (1 s after start) | $((idle_rss_kib / 1024)) MiB ($idle_rss_kib KiB) |
 | peak RSS under (c) | $((peak_rss_kib / 1024)) MiB |
+| RSS 6 s after (c) ended | $((settled_rss_kib / 1024)) MiB |
 | start to /ready 200 | $start_to_ready_ms ms |
 TABLE
 )

@@ -80,6 +80,10 @@ impl Store {
                 options
                     .busy_timeout(Duration::from_secs(10))
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    // With WAL, NORMAL never corrupts the database; it only
+                    // skips the fsync per commit (a power loss can drop the
+                    // last commits). FULL made every login wait on the disk.
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .foreign_keys(true)
             });
         let db = Database::connect(options)
