@@ -20,7 +20,10 @@ async fn main() {
     let hasher = |concurrency: usize| {
         let params = HashingParams::from_settings(&settings).expect("argon2 parameters");
         let queue = ROUNDS * cores;
-        Arc::new(PasswordHasher::new(params, concurrency, queue, Duration::from_secs(600)).expect("hasher"))
+        Arc::new(
+            PasswordHasher::new(params, concurrency, queue, Duration::from_secs(600))
+                .expect("hasher"),
+        )
     };
     let typed = SecretString::from("benchmark passphrase 42");
     let password = Password::parse(&typed, PasswordPolicy { min_length: 8 }).expect("password");
@@ -46,5 +49,7 @@ async fn main() {
     }
     let parallel_per_second = (ROUNDS * cores) as f64 / started.elapsed().as_secs_f64();
     let limit = cores as f64 * 1000.0 / verify_ms;
-    println!("verify_ms={verify_ms:.2} cores={cores} limit_per_second={limit:.1} parallel_per_second={parallel_per_second:.1}");
+    println!(
+        "verify_ms={verify_ms:.2} cores={cores} limit_per_second={limit:.1} parallel_per_second={parallel_per_second:.1}"
+    );
 }
