@@ -105,7 +105,7 @@ fn tokens(criterion: &mut Criterion) {
     criterion.bench_function("bearer path: token to principal (cached)", |bench| {
         bench.iter(|| {
             runtime
-                .block_on(auth.authenticate(&token, ClientContext::default()))
+                .block_on(auth.authenticate(&token))
                 .expect("authenticate")
         })
     });

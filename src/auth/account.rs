@@ -15,6 +15,7 @@ impl Auth {
         principal: &Principal,
         current: &SecretString,
         new: &SecretString,
+        client: &ClientContext,
     ) -> Result<(), AuthError> {
         let new = Password::parse(new, self.policy).map_err(|invalid| {
             AuthError::Invalid(vec![FieldProblem {
@@ -44,7 +45,7 @@ impl Auth {
         self.audit(
             AuditEvent::PasswordChange,
             Some(user.id),
-            &principal.client,
+            client,
             "other sessions ended",
         )
         .await;

@@ -73,10 +73,8 @@ impl From<UserRecord> for Account {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: Uuid,
-    pub username: String,
+    pub username: Arc<str>,
     pub session_id: Uuid,
-    /// Where the request came from, for the audit trail.
-    pub client: ClientContext,
 }
 
 /// How long sessions live.

@@ -53,10 +53,7 @@ impl Auth {
         token: &str,
     ) -> Result<Introspection, AuthError> {
         self.authenticate_client(client_id, client_secret).await?;
-        match self
-            .authenticate(token, super::ClientContext::default())
-            .await
-        {
+        match self.authenticate(token).await {
             Ok(_) => Ok(Introspection::Active(self.verify_access_token(token)?)),
             Err(AuthError::InvalidToken) => Ok(Introspection::Inactive),
             Err(error) => Err(error),

@@ -136,20 +136,20 @@ impl Auth {
         })
     }
 
-    pub async fn logout(&self, principal: &Principal, scope: LogoutScope) -> Result<(), AuthError> {
+    pub async fn logout(
+        &self,
+        principal: &Principal,
+        scope: LogoutScope,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
         let now = self.clock.now();
         let outcome = match scope {
             LogoutScope::Current => "current session",
             LogoutScope::Others => "other sessions",
             LogoutScope::Global => "all sessions",
         };
-        self.audit(
-            AuditEvent::Logout,
-            Some(principal.user_id),
-            &principal.client,
-            outcome,
-        )
-        .await;
+        self.audit(AuditEvent::Logout, Some(principal.user_id), client, outcome)
+            .await;
         match scope {
             LogoutScope::Current => return self.end_session(principal.session_id, "logout").await,
             LogoutScope::Others => {

@@ -68,8 +68,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         let token = bearer_token(&parts.headers)
             .ok_or(ApiError::NotAuthenticated)?
             .to_owned();
-        let Ok(Client(client)) = Client::from_request_parts(parts, state).await;
-        let principal = state.auth.authenticate(&token, client).await?;
+        let principal = state.auth.authenticate(&token).await?;
         Ok(Self(principal))
     }
 }

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorDetail, ValidationErrors};
-use super::extract::{ApiJson, CurrentUser};
+use super::extract::{ApiJson, Client, CurrentUser};
 use super::origin::AccountView;
 use super::state::AppState;
 
@@ -56,11 +56,17 @@ pub struct PasswordChange {
 async fn change_password(
     State(state): State<AppState>,
     CurrentUser(principal): CurrentUser,
+    Client(client): Client,
     ApiJson(request): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
     state
         .auth
-        .change_password(&principal, &request.current_password, &request.new_password)
+        .change_password(
+            &principal,
+            &request.current_password,
+            &request.new_password,
+            &client,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorDetail, ValidationIssue};
-use super::extract::CurrentUser;
+use super::extract::{Client, CurrentUser};
 use super::state::AppState;
 use crate::auth::LogoutScope;
 
@@ -42,6 +42,7 @@ pub struct LogoutQuery {
 async fn logout(
     State(state): State<AppState>,
     CurrentUser(principal): CurrentUser,
+    Client(client): Client,
     query: Result<Query<LogoutQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let scope = query.ok().and_then(|Query(query)| query.scope);
@@ -57,7 +58,7 @@ async fn logout(
             }]));
         }
     };
-    state.auth.logout(&principal, scope).await?;
+    state.auth.logout(&principal, scope, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
