@@ -133,6 +133,7 @@ HEAD
   the hashing pool is saturated.
 - Micro-benchmarks of hashing, token signing and verification, and the bearer
   path: `cargo bench` (criterion).
+- What changed the figures, step by step: [PERFORMANCE.md](PERFORMANCE.md).
 TAIL
 } >docs/BENCHMARKS.md
 echo "written to docs/BENCHMARKS.md" >&2
