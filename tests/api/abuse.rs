@@ -40,13 +40,7 @@ fn retry_after(response: &reqwest::Response) -> i64 {
 }
 
 async fn thirty_wrong_passwords_lock_the_account_until_the_wait_is_over(app: TestApp) {
-    let clock = ManualClock::new(chrono::Utc::now());
-    let app = app
-        .sibling(Options {
-            clock: Some(clock.clone()),
-            ..Options::default()
-        })
-        .await;
+    let (app, clock) = app.with_manual_clock().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let mut first_throttled = None;
@@ -176,13 +170,7 @@ async fn forwarding_headers_count_only_from_trusted_proxies() {
     )
     .await;
     let token = body["access_token"].as_str().unwrap();
-    let sessions = app
-        .client
-        .get(app.url("/sessions"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let sessions = app.get_with_token("/sessions", token).await;
     assert_eq!(json_with_status(sessions, 200).await[0]["ip"], "192.0.2.5");
 }
 

@@ -312,6 +312,28 @@ impl TestApp {
         json_with_status(response, 200).await
     }
 
+    /// `GET path` with a bearer token.
+    pub async fn get_with_token(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A server on the same database whose time moves only when the test says.
+    pub async fn with_manual_clock(&self) -> (TestApp, ManualClock) {
+        let clock = ManualClock::new(chrono::Utc::now());
+        let app = self
+            .sibling(Options {
+                clock: Some(clock.clone()),
+                ..Options::default()
+            })
+            .await;
+        (app, clock)
+    }
+
     pub async fn get_resource(&self, token: &str) -> Response {
         self.client
             .get(self.url("/get-resource"))

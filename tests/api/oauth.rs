@@ -187,13 +187,7 @@ async fn introspection_needs_a_client_and_reports_liveness(app: TestApp) {
 
 async fn userinfo_and_discovery_describe_the_caller_and_the_issuer(app: TestApp) {
     let token = app.alice_token().await;
-    let response = app
-        .client
-        .get(app.url("/userinfo"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_with_token("/userinfo", &token).await;
     let info = json_with_status(response, 200).await;
     assert_eq!(info["preferred_username"], "alice");
     assert_eq!(info["email"], "alice@example.com");

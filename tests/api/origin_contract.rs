@@ -188,13 +188,7 @@ async fn the_protected_resource_needs_a_valid_bearer_token(app: TestApp) {
 
 async fn me_returns_the_tokens_account(app: TestApp) {
     let token = app.alice_token().await;
-    let response = app
-        .client
-        .get(app.url("/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_with_token("/me", &token).await;
     let body = json_with_status(response, 200).await;
     assert_eq!(body["username"], "alice");
     assert_eq!(body["email"], "alice@example.com");

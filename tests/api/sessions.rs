@@ -5,7 +5,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
 use latchkey::auth::Keyring;
-use latchkey::clock::{ManualClock, SystemClock};
+use latchkey::clock::SystemClock;
 use serde_json::{Value, json};
 
 use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
@@ -99,13 +99,7 @@ async fn twenty_simultaneous_refreshes_never_leave_two_live_successors(app: Test
 }
 
 async fn sessions_expire_when_idle_and_at_their_absolute_limit(app: TestApp) {
-    let clock = ManualClock::new(chrono::Utc::now());
-    let app = app
-        .sibling(Options {
-            clock: Some(clock.clone()),
-            ..Options::default()
-        })
-        .await;
+    let (app, clock) = app.with_manual_clock().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
 

@@ -5,7 +5,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use latchkey::clock::ManualClock;
 use serde_json::{Value, json};
 
 use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
@@ -120,13 +119,7 @@ async fn an_unknown_kid_is_rejected(app: TestApp) {
 }
 
 async fn an_expired_token_is_rejected(app: TestApp) {
-    let clock = ManualClock::new(chrono::Utc::now());
-    let app = app
-        .sibling(Options {
-            clock: Some(clock.clone()),
-            ..Options::default()
-        })
-        .await;
+    let (app, clock) = app.with_manual_clock().await;
     let token = app.alice_token().await;
     clock.advance(Duration::minutes(14));
     assert_eq!(app.get_resource(&token).await.status(), 200);
