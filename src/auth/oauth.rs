@@ -65,7 +65,10 @@ impl Auth {
         client_id: &str,
         client_secret: &str,
     ) -> Result<(), AuthError> {
-        let client = if client_id.len() <= 64 {
+        // Ours are short and printable; anything else cannot exist, and must
+        // not reach the database (PostgreSQL refuses NUL in text).
+        let plausible = client_id.len() <= 64 && !client_id.chars().any(char::is_control);
+        let client = if plausible {
             self.store.find_client(client_id).await?
         } else {
             None

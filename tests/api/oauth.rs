@@ -154,6 +154,8 @@ async fn introspection_needs_a_client_and_reports_liveness(app: TestApp) {
         "invalid_client",
     )
     .await;
+    let hostile = introspect("bad\u{0}client", &secret, &token).await.unwrap();
+    assert_oauth_error(hostile, 401, "invalid_client").await;
     let anonymous = app
         .client
         .post(app.url("/oauth/introspect"))
