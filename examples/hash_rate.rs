@@ -13,6 +13,11 @@ use secrecy::SecretString;
 
 const ROUNDS: usize = 20;
 
+/// The server's allocator and its settings (`.cargo/config.toml`), so the
+/// limit is measured with the same memory the server hashes in.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() {
     let settings = Settings::load(None).expect("configuration");

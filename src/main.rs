@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-/// jemalloc, configured in `.cargo/config.toml` to return freed memory within
-/// a second: glibc's allocator keeps argon2's ~19 MiB working memory after
-/// each hash, so the resident size grew by hundreds of MiB under login load
-/// (see docs/BENCHMARKS.md).
+/// jemalloc, configured in `.cargo/config.toml`: huge pages (argon2's random
+/// walk over ~19 MiB is TLB-bound) and freed memory returned within a second.
+/// glibc's allocator kept argon2's working memory after each hash, and the
+/// resident size grew by hundreds of MiB under login load (docs/PERFORMANCE.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
