@@ -50,11 +50,11 @@ pub struct Settings {
     pub argon2_iterations: u32,
     /// argon2id lanes.
     pub argon2_parallelism: u32,
-    /// Password hashes computed at once; defaults to the number of CPUs.
+    /// Hashing threads, i.e. password hashes computed at once; defaults to the number of CPUs.
     pub hash_concurrency: Option<usize>,
-    /// Requests allowed to wait for a hashing slot before new ones get 503.
+    /// Requests allowed to wait for a hashing thread before new ones get 503.
     pub hash_queue_limit: usize,
-    /// Longest wait, in milliseconds, for a hashing slot before the request gets 503.
+    /// Longest wait, in milliseconds, for a hashing thread before the request gets 503.
     pub hash_wait_timeout_milliseconds: u64,
     /// Redis for counters shared by every instance (`redis://host:6379`); unset: in memory.
     pub redis_url: Option<SecretString>,

@@ -19,7 +19,7 @@ use crate::auth::{
 use crate::auth::{Throttle, ThrottlePolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
-use crate::domain::{PasswordPolicy, load_common_passwords};
+use crate::domain::PasswordPolicy;
 use crate::http::{self, AppState, TrustedProxies};
 use crate::store::counters::{Bucket, Counters, FailureRule};
 use crate::store::{Store, StoreError};
@@ -125,12 +125,8 @@ pub async fn build_auth(
     settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<Auth>, StartupError> {
-    // The hasher's dummy hash and the password list cost CPU; make them
-    // while the database connects.
-    let hasher = tokio::task::spawn_blocking({
-        let settings = settings.clone();
-        move || build_hasher(&settings)
-    });
+    let hasher =
+        build_hasher(settings).map_err(|error| StartupError::Hashing(error.to_string()))?;
     let store = Store::connect(&settings.database_url, settings.database_max_connections).await?;
     store.migrate().await?;
     let lifetime = Duration::minutes(i64::from(settings.access_token_expire_minutes));
@@ -152,10 +148,6 @@ pub async fn build_auth(
         lifetime,
         Arc::clone(&clock),
     );
-    let hasher = hasher
-        .await
-        .map_err(|error| StartupError::Hashing(error.to_string()))?
-        .map_err(|error| StartupError::Hashing(error.to_string()))?;
     let policy = PasswordPolicy {
         min_length: settings.password_min_length,
     };
@@ -228,7 +220,6 @@ fn throttle_policy(settings: &Settings) -> ThrottlePolicy {
 }
 
 fn build_hasher(settings: &Settings) -> Result<PasswordHasher, HashingError> {
-    load_common_passwords();
     let params = HashingParams::from_settings(settings).map_err(HashingError::Failed)?;
     let concurrency = settings
         .hash_concurrency

@@ -1,20 +1,17 @@
 //! Password hashing, isolated: argon2id for new hashes, bcrypt verified for
 //! hashes imported from the origin, dispatched by the PHC prefix.
 //!
-//! Hashing runs on the blocking pool, at most `concurrency` at a time, with at
-//! most `queue_limit` callers waiting; past that, callers get
-//! [`HashingError::Busy`] at once instead of queueing without bound. Unknown
-//! users are verified against a dummy hash so they cost the same time.
+//! Hashing runs on its own threads ([`pool`]), one per core by default, with
+//! a bounded queue: past it, or after waiting too long, callers get
+//! [`HashingError::Busy`] instead of queueing without bound. Unknown users
+//! cost one argon2id hash at the configured parameters, like a verification.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod argon2id;
+mod pool;
 
-use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version,
-};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{ARGON2ID_IDENT, Params};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
-use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::domain::{Password, normalize_password};
@@ -33,10 +30,6 @@ impl HashingParams {
         )
         .map(Self)
         .map_err(|error| format!("invalid argon2 parameters: {error}"))
-    }
-
-    fn hasher(&self) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.0.clone())
     }
 }
 
@@ -58,7 +51,7 @@ pub enum Verification {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashingError {
-    #[error("every password-hashing slot is busy and the queue is full")]
+    #[error("every password-hashing thread is busy and the queue is full")]
     Busy,
     #[error("password hashing failed: {0}")]
     Failed(String),
@@ -66,149 +59,93 @@ pub enum HashingError {
 
 pub struct PasswordHasher {
     params: HashingParams,
-    slots: Arc<Semaphore>,
-    waiting: Arc<AtomicUsize>,
-    queue_limit: usize,
-    wait_limit: std::time::Duration,
-    dummy_hash: String,
+    pool: pool::Pool,
 }
 
 impl PasswordHasher {
-    /// Builds the hasher; computes the dummy hash once, so call it at start-up.
+    /// Starts `concurrency` hashing threads; at most `queue_limit` hashes
+    /// wait for one, each for at most `wait_limit`.
     pub fn new(
         params: HashingParams,
         concurrency: usize,
         queue_limit: usize,
         wait_limit: std::time::Duration,
     ) -> Result<Self, HashingError> {
-        let dummy_hash = hash_now(&params, "latchkey dummy password for unknown users")?;
-        Ok(Self {
-            params,
-            slots: Arc::new(Semaphore::new(concurrency.max(1))),
-            waiting: Arc::new(AtomicUsize::new(0)),
-            queue_limit,
-            wait_limit,
-            dummy_hash,
-        })
+        let pool = pool::Pool::start(concurrency, queue_limit, wait_limit)?;
+        Ok(Self { params, pool })
     }
 
-    /// Requests waiting for a hashing slot now, for `/metrics`.
+    /// Requests waiting for a hashing thread now, for `/metrics`.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.pool.waiting()
     }
 
     /// Hashes a password with argon2id and a fresh salt, as a PHC string.
     pub async fn hash(&self, password: &Password) -> Result<String, HashingError> {
-        let params = self.params.clone();
+        let params = self.params.0.clone();
         let password = SecretString::from(password.expose_secret());
-        self.run(move || hash_now(&params, password.expose_secret()))
+        self.pool
+            .run(move |scratch| {
+                argon2id::hash(&params, password.expose_secret().as_bytes(), scratch)
+            })
             .await?
     }
 
     /// Hashes a password as typed (NFKC applied, no policy): for replacing an
     /// outdated hash of a password that already verified.
     pub async fn hash_typed(&self, password: &SecretString) -> Result<String, HashingError> {
-        let params = self.params.clone();
+        let params = self.params.0.clone();
         let password = normalize_password(password.expose_secret());
-        self.run(move || hash_now(&params, password.expose_secret()))
+        self.pool
+            .run(move |scratch| {
+                argon2id::hash(&params, password.expose_secret().as_bytes(), scratch)
+            })
             .await?
     }
 
-    /// Verifies a password (as typed) against a stored hash, or against the
-    /// dummy hash when there is no account, which always ends in a mismatch.
+    /// Verifies a password (as typed) against a stored hash. With no stored
+    /// hash (no such account) the password is hashed anyway, at the same
+    /// cost, and the answer is always a mismatch.
     pub async fn verify(
         &self,
         password: &SecretString,
         stored: Option<&str>,
     ) -> Result<Verification, HashingError> {
-        let (hash, known_user) = match stored {
-            Some(hash) => (hash.to_owned(), true),
-            None => (self.dummy_hash.clone(), false),
+        let Some(stored) = stored.map(str::to_owned) else {
+            let params = self.params.0.clone();
+            let password = normalize_password(password.expose_secret());
+            self.pool
+                .run(move |scratch| {
+                    argon2id::hash(&params, password.expose_secret().as_bytes(), scratch)
+                })
+                .await??;
+            return Ok(Verification::Mismatch);
         };
-        let params = self.params.clone();
+        let params = self.params.0.clone();
         let password = password.clone();
-        let verification = self
-            .run(move || verify_now(&params, &password, &hash))
-            .await??;
-        Ok(if known_user {
-            verification
-        } else {
-            Verification::Mismatch
-        })
+        self.pool
+            .run(move |scratch| verify_now(&params, &password, &stored, scratch))
+            .await?
     }
-
-    /// Runs CPU-heavy work on the blocking pool under the concurrency and queue bounds.
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, HashingError> {
-        let queued =
-            QueueTicket::take(&self.waiting, self.queue_limit).ok_or(HashingError::Busy)?;
-        // Waiting is bounded in count (the queue) and in time: past either, a fast 503.
-        let permit = tokio::time::timeout(self.wait_limit, Arc::clone(&self.slots).acquire_owned())
-            .await
-            .map_err(|_| HashingError::Busy)?
-            .map_err(|_| HashingError::Failed("hashing pool closed".to_owned()))?;
-        drop(queued);
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            span.in_scope(work)
-        })
-        .instrument(tracing::Span::current())
-        .await
-        .map_err(|error| HashingError::Failed(format!("hashing task failed: {error}")))
-    }
-}
-
-/// A place in the wait queue, given back when dropped (also when the request is abandoned).
-struct QueueTicket<'a>(&'a AtomicUsize);
-
-impl<'a> QueueTicket<'a> {
-    fn take(waiting: &'a AtomicUsize, limit: usize) -> Option<Self> {
-        let before = waiting.fetch_add(1, Ordering::AcqRel);
-        if before >= limit {
-            waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Self(waiting))
-    }
-}
-
-impl Drop for QueueTicket<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-fn hash_now(params: &HashingParams, password: &str) -> Result<String, HashingError> {
-    params
-        .hasher()
-        .hash_password(password.as_bytes())
-        .map(|hash| hash.to_string())
-        .map_err(|error| HashingError::Failed(error.to_string()))
 }
 
 /// Dispatches on the stored hash's prefix. argon2 hashes were made from the
 /// NFKC form; bcrypt ones (from the origin) from the bytes as typed.
 fn verify_now(
-    params: &HashingParams,
+    params: &Params,
     password: &SecretString,
     stored: &str,
+    scratch: &mut pool::Scratch,
 ) -> Result<Verification, HashingError> {
     if stored.starts_with("$argon2") {
         let parsed = PasswordHash::new(stored)
             .map_err(|error| HashingError::Failed(format!("stored hash: {error}")))?;
         let normalized = normalize_password(password.expose_secret());
-        if params
-            .hasher()
-            .verify_password(normalized.expose_secret().as_bytes(), &parsed)
-            .is_err()
-        {
+        if !argon2id::verify(normalized.expose_secret().as_bytes(), &parsed, scratch)? {
             return Ok(Verification::Mismatch);
         }
-        let current = parsed.algorithm.as_str() == argon2::ARGON2ID_IDENT.as_str()
-            && Params::try_from(&parsed).is_ok_and(|stored| same_cost(&stored, &params.0));
+        let current = parsed.algorithm.as_str() == ARGON2ID_IDENT.as_str()
+            && Params::try_from(&parsed).is_ok_and(|stored| same_cost(&stored, params));
         return Ok(Verification::Match {
             needs_rehash: !current,
         });
@@ -319,39 +256,10 @@ mod tests {
     #[tokio::test]
     async fn unknown_users_never_match() {
         let hasher = PasswordHasher::new(cheap(), 1, 8, WAIT).unwrap();
-        let typed = SecretString::from("latchkey dummy password for unknown users");
+        let typed = SecretString::from("tangerine lantern");
         assert_eq!(
             hasher.verify(&typed, None).await.unwrap(),
             Verification::Mismatch
         );
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_answers_busy_at_once() {
-        let hasher = Arc::new(PasswordHasher::new(cheap(), 1, 1, WAIT).unwrap());
-        // Hold the only slot, then fill the only queue place.
-        let slot = Arc::clone(&hasher.slots).acquire_owned().await.unwrap();
-        let waiter = {
-            let hasher = Arc::clone(&hasher);
-            tokio::spawn(async move { hasher.hash(&password("tangerine lantern")).await })
-        };
-        while hasher.waiting.load(Ordering::Acquire) == 0 {
-            tokio::task::yield_now().await;
-        }
-        let refused = hasher.hash(&password("tangerine lantern")).await;
-        assert!(matches!(refused, Err(HashingError::Busy)));
-        drop(slot);
-        assert!(waiter.await.unwrap().is_ok());
-        assert_eq!(hasher.waiting.load(Ordering::Acquire), 0);
-    }
-
-    #[tokio::test]
-    async fn a_long_wait_for_a_slot_answers_busy() {
-        let hasher =
-            PasswordHasher::new(cheap(), 1, 8, std::time::Duration::from_millis(20)).unwrap();
-        let _slot = Arc::clone(&hasher.slots).acquire_owned().await.unwrap();
-        let refused = hasher.hash(&password("tangerine lantern")).await;
-        assert!(matches!(refused, Err(HashingError::Busy)));
-        assert_eq!(hasher.waiting.load(Ordering::Acquire), 0);
     }
 }

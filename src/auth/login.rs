@@ -1,5 +1,5 @@
-//! Login: one path for every outcome. The password is always verified, against
-//! the dummy hash when the account does not exist, and disabled accounts fail
+//! Login: one path for every outcome. The password is always hashed, at the
+//! configured cost even when the account does not exist, and disabled accounts fail
 //! after the same work, so neither status, body nor timing tells which
 //! accounts exist. Outdated hashes (bcrypt, old argon2 parameters) are
 //! replaced after a successful login.
