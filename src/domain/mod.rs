@@ -9,8 +9,6 @@ mod text;
 mod username;
 
 pub use email::{EMAIL_MAX_LENGTH, EmailAddress};
-pub use password::{
-    PASSWORD_MAX_LENGTH, Password, PasswordPolicy, load_common_passwords, normalize_password,
-};
+pub use password::{PASSWORD_MAX_LENGTH, Password, PasswordPolicy, normalize_password};
 pub use text::Invalid;
 pub use username::{USERNAME_MAX_LENGTH, USERNAME_MIN_LENGTH, Username, normalize_login_name};

@@ -3,10 +3,9 @@
 //! truncation, NFKC before hashing, and no password from the shipped list of
 //! common ones (compared case-insensitively).
 //!
-//! The list is Django's `common-passwords.txt` (BSD licence), lower-cased.
-
-use std::collections::HashSet;
-use std::sync::LazyLock;
+//! The list is Django's `common-passwords.txt` (BSD licence), lower-cased and
+//! sorted bytewise without duplicates (a test checks), so a lookup is a binary
+//! search over the embedded text: nothing is built or allocated at start.
 
 use secrecy::{ExposeSecret, SecretString};
 use unicode_normalization::UnicodeNormalization;
@@ -15,8 +14,7 @@ use super::text::{Invalid, check_length, reject_control_characters};
 
 pub const PASSWORD_MAX_LENGTH: usize = 128;
 
-static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| include_str!("common-passwords.txt").lines().collect());
+const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
 
 /// The configurable part of the password rules.
 #[derive(Debug, Clone, Copy)]
@@ -60,13 +58,33 @@ pub fn normalize_password(raw: &str) -> SecretString {
     SecretString::from(raw.nfkc().collect::<String>())
 }
 
-/// Warms the common-password list, so the first registration does not pay for it.
-pub fn load_common_passwords() -> usize {
-    COMMON_PASSWORDS.len()
+fn is_common(password: &str) -> bool {
+    sorted_lines_contain(COMMON_PASSWORDS, &password.to_lowercase())
 }
 
-fn is_common(password: &str) -> bool {
-    COMMON_PASSWORDS.contains(password.to_lowercase().as_str())
+/// Whether `wanted` is a whole line of `text`, whose lines are sorted
+/// bytewise. Binary search over byte offsets: `low` and `high` always sit at
+/// line starts, and each step looks at the line around the middle.
+fn sorted_lines_contain(text: &str, wanted: &str) -> bool {
+    let bytes = text.as_bytes();
+    let (mut low, mut high) = (0, bytes.len());
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let start = bytes[low..middle]
+            .iter()
+            .rposition(|&byte| byte == b'\n')
+            .map_or(low, |newline| low + newline + 1);
+        let end = bytes[start..high]
+            .iter()
+            .position(|&byte| byte == b'\n')
+            .map_or(high, |newline| start + newline);
+        match text[start..end].cmp(wanted) {
+            std::cmp::Ordering::Equal => return true,
+            std::cmp::Ordering::Less => low = (end + 1).min(high),
+            std::cmp::Ordering::Greater => high = start,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -81,9 +99,43 @@ mod tests {
     }
 
     #[test]
-    fn the_list_is_large_and_lower_case() {
-        assert!(load_common_passwords() >= 10_000);
-        assert!(COMMON_PASSWORDS.iter().all(|p| *p == p.to_lowercase()));
+    fn the_list_is_large_lower_case_sorted_and_without_duplicates() {
+        let lines: Vec<&str> = COMMON_PASSWORDS.lines().collect();
+        assert!(lines.len() >= 10_000);
+        assert!(lines.iter().all(|line| *line == line.to_lowercase()));
+        assert!(lines.windows(2).all(|pair| pair[0] < pair[1]));
+    }
+
+    #[test]
+    fn every_listed_password_is_found_and_near_misses_are_not() {
+        let listed: std::collections::HashSet<&str> = COMMON_PASSWORDS.lines().collect();
+        for line in &listed {
+            assert!(sorted_lines_contain(COMMON_PASSWORDS, line), "{line}");
+            for near in [
+                format!("{line}~"),
+                format!(" {line}"),
+                line.chars().skip(1).collect(),
+            ] {
+                assert_eq!(
+                    sorted_lines_contain(COMMON_PASSWORDS, &near),
+                    listed.contains(near.as_str()),
+                    "{near}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sorted_line_search_handles_the_edges() {
+        for text in ["b\nd\nf", "b\nd\nf\n"] {
+            for (wanted, found) in [("a", false), ("b", true), ("c", false), ("d", true)] {
+                assert_eq!(sorted_lines_contain(text, wanted), found, "{wanted}");
+            }
+            for (wanted, found) in [("e", false), ("f", true), ("g", false), ("", false)] {
+                assert_eq!(sorted_lines_contain(text, wanted), found, "{wanted}");
+            }
+        }
+        assert!(!sorted_lines_contain("", "a"));
     }
 
     #[test]
