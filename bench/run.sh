@@ -97,6 +97,7 @@ table=$(cat <<TABLE
 | argon2id limit: $cores cores × 1/verify | $limit logins/s |
 | (c)/limit | $(ratio "$login_rps" "$limit") |
 | argon2id verifications/s with every core busy, nothing else running | $parallel |
+| (c)/that | $(ratio "$login_rps" "$parallel") |
 | (e) p99 | $during_p99 ms |
 | idle RSS (1 s after start) | $((idle_rss_kib / 1024)) MiB ($idle_rss_kib KiB) |
 | peak RSS under (c) | $((peak_rss_kib / 1024)) MiB |
@@ -128,6 +129,10 @@ HEAD
 - With two cores, wrk takes one of them, so the server has about one core for
   (a), (b) and (d); the login limit is computed for all cores because hashing
   threads use both.
+- The single-core verification time behind the limit swings most between
+  runs (12.8 to 15.1 ms in three runs on one day, as other tenants of a
+  shared host come and go), and (c)/limit with it; (c)/that compares logins
+  with what the cores sustain hashing alone in the same run.
 - (e) runs a login flood (as (c)) and four connections on the protected route
   at the same time; its p99 is what a user of the protected route sees while
   the hashing pool is saturated.
