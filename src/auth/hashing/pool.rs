@@ -193,6 +193,10 @@ fn work(shared: &Shared, wait_limit: Duration) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio::task::JoinHandle;
+
     use super::*;
 
     /// Occupies the pool's only thread until the returned sender is dropped.
@@ -210,6 +214,17 @@ mod tests {
         });
         running.await.unwrap();
         release
+    }
+
+    /// Queues a job that only records that it ran.
+    fn queue_recorder(pool: &Arc<Pool>) -> (JoinHandle<Result<(), HashingError>>, Arc<AtomicBool>) {
+        let ran = Arc::new(AtomicBool::new(false));
+        let (pool, flag) = (Arc::clone(pool), Arc::clone(&ran));
+        let job =
+            tokio::spawn(
+                async move { pool.run(move |_| flag.store(true, Ordering::SeqCst)).await },
+            );
+        (job, ran)
     }
 
     #[tokio::test]
@@ -247,32 +262,18 @@ mod tests {
     async fn a_job_that_waited_too_long_is_not_started() {
         let pool = Arc::new(Pool::start(1, 4, Duration::from_millis(20)).unwrap());
         let release = occupy(&pool).await;
-        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let late = {
-            let (pool, ran) = (Arc::clone(&pool), Arc::clone(&ran));
-            tokio::spawn(async move {
-                pool.run(move |_| ran.store(true, std::sync::atomic::Ordering::SeqCst))
-                    .await
-            })
-        };
+        let (late, ran) = queue_recorder(&pool);
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(release);
         assert!(matches!(late.await.unwrap(), Err(HashingError::Busy)));
-        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!ran.load(Ordering::SeqCst));
     }
 
     #[tokio::test]
     async fn a_job_whose_caller_has_gone_is_skipped() {
         let pool = Arc::new(Pool::start(1, 4, Duration::from_secs(5)).unwrap());
         let release = occupy(&pool).await;
-        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let abandoned = {
-            let (pool, ran) = (Arc::clone(&pool), Arc::clone(&ran));
-            tokio::spawn(async move {
-                pool.run(move |_| ran.store(true, std::sync::atomic::Ordering::SeqCst))
-                    .await
-            })
-        };
+        let (abandoned, ran) = queue_recorder(&pool);
         while pool.waiting() == 0 {
             tokio::task::yield_now().await;
         }
@@ -281,7 +282,7 @@ mod tests {
         drop(release);
         // Jobs run in order, so the abandoned one has been taken by then.
         assert_eq!(pool.run(|_| 1).await.unwrap(), 1);
-        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!ran.load(Ordering::SeqCst));
     }
 
     #[tokio::test]
