@@ -6,7 +6,12 @@
 //! Locks are always temporary, grow exponentially to a cap, and are cleared
 //! by a successful login. A throttled login is answered before any password
 //! work, identically for right and wrong passwords and for unknown accounts.
+//!
+//! A client is an IPv4 address or an IPv6 /64: one host can pick any address
+//! of its /64, so counting single IPv6 addresses would give it endless budgets.
 
+use std::borrow::Cow;
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -93,7 +98,7 @@ impl Throttle {
             RouteGroup::Refresh => self.policy.refresh,
             RouteGroup::Other => self.policy.other,
         };
-        let key = format!("bucket:{}:{client}", group.name());
+        let key = format!("bucket:{}:{}", group.name(), client_unit(client));
         let outcome = self.counters.take(&key, bucket, self.now_ms()).await;
         let refused = outcome.is_err();
         self.count_refusal(outcome, refused)
@@ -146,5 +151,34 @@ fn account_key(account: &str) -> String {
 }
 
 fn client_key(client: &str) -> String {
-    format!("client-failures:{client}")
+    format!("client-failures:{}", client_unit(client))
+}
+
+/// What a client is counted as: IPv6 addresses by their /64, anything else as it is.
+fn client_unit(client: &str) -> Cow<'_, str> {
+    match client.parse::<Ipv6Addr>() {
+        Ok(address) if address.to_ipv4_mapped().is_none() => {
+            let [a, b, c, d, ..] = address.segments();
+            Cow::Owned(format!("{a:x}:{b:x}:{c:x}:{d:x}::/64"))
+        }
+        _ => Cow::Borrowed(client),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_unit;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_ipv4_ones_alone() {
+        assert_eq!(client_unit("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            client_unit("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(client_unit("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+        assert_eq!(client_unit("203.0.113.7"), "203.0.113.7");
+        assert_eq!(client_unit("::ffff:203.0.113.7"), "::ffff:203.0.113.7");
+        assert_eq!(client_unit("unknown"), "unknown");
+    }
 }

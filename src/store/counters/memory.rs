@@ -1,4 +1,10 @@
 //! Counters in this process's memory, bounded in size.
+//!
+//! Token buckets and failure counts live in separate tables, so a flood of
+//! cheap requests (each new client address makes a bucket) cannot push out
+//! the lockouts that failed logins, each costing a hash, have built up. A
+//! full table never stops counting: it evicts its least valuable entries
+//! (unlocked before locked, then the soonest to expire) to make room.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,22 +24,23 @@ struct Entry {
     expires_at_ms: i64,
 }
 
+/// Each table holds at most `max_keys` entries.
 pub struct MemoryCounters {
-    entries: Mutex<HashMap<String, Entry>>,
-    max_keys: usize,
+    buckets: Table,
+    failures: Table,
 }
 
 impl MemoryCounters {
     pub fn new(max_keys: usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
-            max_keys,
+            buckets: Table::new(max_keys),
+            failures: Table::new(max_keys),
         }
     }
 
     pub fn take(&self, key: &str, bucket: Bucket, now_ms: i64) -> Result<(), Duration> {
         let refill_ms = (bucket.capacity / bucket.per_second * 1000.0).ceil() as i64;
-        self.with_entry(key, now_ms, |entry, fresh| {
+        self.buckets.with_entry(key, now_ms, |entry, fresh| {
             if fresh {
                 entry.tokens = bucket.capacity;
                 entry.refilled_at_ms = now_ms;
@@ -54,7 +61,7 @@ impl MemoryCounters {
     }
 
     pub fn fail(&self, key: &str, rule: FailureRule, now_ms: i64) -> Option<Duration> {
-        self.with_entry(key, now_ms, |entry, _| {
+        self.failures.with_entry(key, now_ms, |entry, _| {
             if window_over(entry, rule, now_ms) {
                 entry.failures = 0;
                 entry.window_start_ms = now_ms;
@@ -73,34 +80,45 @@ impl MemoryCounters {
     }
 
     pub fn locked(&self, key: &str, now_ms: i64) -> Option<Duration> {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entries = self.failures.lock();
         let until = entries.get(key)?.locked_until_ms;
         (until > now_ms).then(|| Duration::from_millis((until - now_ms) as u64))
     }
 
     pub fn clear(&self, key: &str) {
+        self.failures.lock().remove(key);
+    }
+}
+
+struct Table {
+    entries: Mutex<HashMap<String, Entry>>,
+    max_keys: usize,
+}
+
+impl Table {
+    fn new(max_keys: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            max_keys: max_keys.max(1),
+        }
+    }
+
+    /// Entries are only ever replaced whole, so a poisoned lock still holds consistent data.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(key);
     }
 
-    /// Runs `update` on the key's entry (`fresh` when just created). When the
-    /// map is full even after dropping expired entries, the update runs on a
-    /// scratch entry: a flood of new keys cannot grow memory without bound.
+    /// Runs `update` on the key's entry (`fresh` when just created), making
+    /// room first when the table is full.
     fn with_entry<T>(
         &self,
         key: &str,
         now_ms: i64,
         update: impl FnOnce(&mut Entry, bool) -> T,
     ) -> T {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = self.lock();
         if let Some(entry) = entries.get_mut(key) {
             let expired = entry.expires_at_ms <= now_ms;
             if expired {
@@ -109,15 +127,36 @@ impl MemoryCounters {
             return update(entry, expired);
         }
         if entries.len() >= self.max_keys {
-            entries.retain(|_, entry| entry.expires_at_ms > now_ms);
+            make_room(&mut entries, self.max_keys, now_ms);
         }
-        let mut entry = Entry::default();
-        let result = update(&mut entry, true);
-        if entries.len() < self.max_keys {
-            entries.insert(key.to_owned(), entry);
-        }
-        result
+        let entry = entries.entry(key.to_owned()).or_default();
+        update(entry, true)
     }
+}
+
+/// Drops expired entries; if that frees less than an eighth of the table,
+/// also the least valuable ones up to that eighth, so that the scan is paid
+/// once per many insertions rather than on each one.
+fn make_room(entries: &mut HashMap<String, Entry>, max_keys: usize, now_ms: i64) {
+    entries.retain(|_, entry| entry.expires_at_ms > now_ms);
+    let target = max_keys - (max_keys / 8).max(1);
+    if entries.len() <= target {
+        return;
+    }
+    let mut ranks: Vec<(bool, i64)> = entries
+        .values()
+        .map(|entry| (entry.locked_until_ms > now_ms, entry.expires_at_ms))
+        .collect();
+    let excess = entries.len() - target;
+    let (_, cutoff, _) = ranks.select_nth_unstable(excess - 1);
+    let cutoff = *cutoff;
+    let mut evicted = 0;
+    entries.retain(|_, entry| {
+        let rank = (entry.locked_until_ms > now_ms, entry.expires_at_ms);
+        let evict = rank <= cutoff && evicted < excess;
+        evicted += usize::from(evict);
+        !evict
+    });
 }
 
 /// Below the threshold, failures count in a fixed window from the first one;
@@ -216,16 +255,52 @@ mod tests {
         assert!(counters.take("b", bucket, 1_000).is_ok());
     }
 
+    const SLOW: Bucket = Bucket {
+        capacity: 1.0,
+        per_second: 0.001,
+    };
+
     #[test]
     fn memory_stays_bounded_under_a_flood_of_keys() {
         let counters = MemoryCounters::new(100);
-        let bucket = Bucket {
-            capacity: 1.0,
-            per_second: 0.001,
-        };
         for n in 0..10_000 {
-            let _ = counters.take(&format!("flood-{n}"), bucket, 0);
+            let _ = counters.take(&format!("flood-{n}"), SLOW, 0);
         }
-        assert!(counters.entries.lock().unwrap().len() <= 100);
+        assert!(counters.buckets.lock().len() <= 100);
+    }
+
+    #[test]
+    fn a_full_table_still_counts_new_keys() {
+        let counters = MemoryCounters::new(100);
+        for n in 0..1_000 {
+            let _ = counters.take(&format!("flood-{n}"), SLOW, 0);
+        }
+        assert!(counters.take("newcomer", SLOW, 0).is_ok());
+        assert!(counters.take("newcomer", SLOW, 0).is_err());
+    }
+
+    #[test]
+    fn a_bucket_flood_cannot_push_out_a_lockout() {
+        let counters = MemoryCounters::new(100);
+        for at in 0..3 {
+            counters.fail("victim", RULE, at);
+        }
+        for n in 0..10_000 {
+            let _ = counters.take(&format!("flood-{n}"), SLOW, 10);
+        }
+        assert!(counters.locked("victim", 10).is_some());
+    }
+
+    #[test]
+    fn a_failure_flood_evicts_unlocked_counts_before_locks() {
+        let counters = MemoryCounters::new(100);
+        for at in 0..3 {
+            counters.fail("victim", RULE, at);
+        }
+        for n in 0..10_000 {
+            counters.fail(&format!("stranger-{n}"), RULE, 10);
+        }
+        assert!(counters.locked("victim", 10).is_some());
+        assert!(counters.failures.lock().len() <= 100);
     }
 }
