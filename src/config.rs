@@ -217,6 +217,12 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if self.hash_wait_timeout_milliseconds == 0 {
+            return Err(ConfigError::setting(
+                "LATCHKEY_HASH_WAIT_TIMEOUT_MILLISECONDS",
+                "must be at least 1",
+            ));
+        }
         if !matches!(self.rate_limits.as_str(), "on" | "off") {
             return Err(ConfigError::setting(
                 "LATCHKEY_RATE_LIMITS",

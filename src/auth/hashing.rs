@@ -10,11 +10,21 @@ mod argon2id;
 mod pool;
 
 use argon2::password_hash::phc::PasswordHash;
-use argon2::{ARGON2ID_IDENT, Params};
+use argon2::{ARGON2ID_IDENT, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::Settings;
 use crate::domain::{Password, normalize_password};
+
+/// How much more than the configured parameters a stored argon2 hash may ask
+/// for, in memory and in iterations: hashes made before the settings were
+/// lowered still verify, but a stored hash cannot make one login allocate
+/// gigabytes or hold a hashing thread for minutes.
+const MAX_STORED_COST_FACTOR: u32 = 4;
+
+/// The highest bcrypt cost verified or imported: 2^14 rounds, about a second
+/// on one core. The origin wrote cost 12.
+pub const MAX_BCRYPT_COST: u32 = 14;
 
 /// The argon2id parameters new hashes are made with.
 #[derive(Debug, Clone)]
@@ -140,17 +150,30 @@ fn verify_now(
     if stored.starts_with("$argon2") {
         let parsed = PasswordHash::new(stored)
             .map_err(|error| HashingError::Failed(format!("stored hash: {error}")))?;
+        let stored_params = Params::try_from(&parsed)
+            .map_err(|error| HashingError::Failed(format!("stored hash: {error}")))?;
+        if !affordable(&stored_params, params) {
+            return Err(HashingError::Failed(
+                "stored hash costs more than the configured parameters allow".to_owned(),
+            ));
+        }
         let normalized = normalize_password(password.expose_secret());
         if !argon2id::verify(normalized.expose_secret().as_bytes(), &parsed, scratch)? {
             return Ok(Verification::Mismatch);
         }
         let current = parsed.algorithm.as_str() == ARGON2ID_IDENT.as_str()
-            && Params::try_from(&parsed).is_ok_and(|stored| same_cost(&stored, params));
+            && parsed.version == Some(Version::V0x13.into())
+            && same_cost(&stored_params, params);
         return Ok(Verification::Match {
             needs_rehash: !current,
         });
     }
     if is_bcrypt(stored) {
+        if !bcrypt_cost_allowed(stored) {
+            return Err(HashingError::Failed(format!(
+                "stored bcrypt hash is malformed or costs more than {MAX_BCRYPT_COST}"
+            )));
+        }
         return match bcrypt::verify(password.expose_secret().as_bytes(), stored) {
             Ok(true) => Ok(Verification::Match { needs_rehash: true }),
             Ok(false) => Ok(Verification::Mismatch),
@@ -160,6 +183,17 @@ fn verify_now(
     Err(HashingError::Failed(
         "stored hash has an unknown scheme".to_owned(),
     ))
+}
+
+fn affordable(stored: &Params, configured: &Params) -> bool {
+    stored.m_cost() <= configured.m_cost().saturating_mul(MAX_STORED_COST_FACTOR)
+        && stored.t_cost() <= configured.t_cost().saturating_mul(MAX_STORED_COST_FACTOR)
+}
+
+/// Whether a bcrypt hash parses and costs at most [`MAX_BCRYPT_COST`].
+pub fn bcrypt_cost_allowed(hash: &str) -> bool {
+    hash.parse::<bcrypt::HashParts>()
+        .is_ok_and(|parts| parts.get_cost() <= MAX_BCRYPT_COST)
 }
 
 fn same_cost(stored: &Params, wanted: &Params) -> bool {
@@ -251,6 +285,62 @@ mod tests {
                 Verification::Mismatch
             );
         }
+    }
+
+    #[tokio::test]
+    async fn older_argon2_versions_ask_for_a_rehash() {
+        let hasher = PasswordHasher::new(cheap(), 1, 8, WAIT).unwrap();
+        let old = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            Version::V0x10,
+            Params::new(1024, 1, 1, None).unwrap(),
+        );
+        let stored = argon2::PasswordHasher::hash_password(&old, b"tangerine lantern")
+            .unwrap()
+            .to_string();
+        assert!(stored.starts_with("$argon2id$v=16$m=1024,t=1,p=1$"));
+        let typed = SecretString::from("tangerine lantern");
+        assert_eq!(
+            hasher.verify(&typed, Some(&stored)).await.unwrap(),
+            Verification::Match { needs_rehash: true }
+        );
+    }
+
+    #[tokio::test]
+    async fn stored_hashes_that_cost_far_more_than_configured_are_refused_unrun() {
+        let hasher = PasswordHasher::new(cheap(), 1, 8, WAIT).unwrap();
+        let typed = SecretString::from("tangerine lantern");
+        for stored in [
+            "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
+            "$argon2id$v=19$m=1024,t=4000000,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
+            "$2b$31$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui",
+        ] {
+            assert!(matches!(
+                hasher.verify(&typed, Some(stored)).await,
+                Err(HashingError::Failed(_))
+            ));
+        }
+        // Four times the configured cost still verifies.
+        let stronger = PasswordHasher::new(
+            HashingParams(Params::new(4096, 4, 1, None).unwrap()),
+            1,
+            8,
+            WAIT,
+        )
+        .unwrap();
+        let stored = stronger.hash(&password("tangerine lantern")).await.unwrap();
+        assert_eq!(
+            hasher.verify(&typed, Some(&stored)).await.unwrap(),
+            Verification::Match { needs_rehash: true }
+        );
+    }
+
+    #[test]
+    fn bcrypt_costs_are_capped() {
+        let cheap = bcrypt::hash("origin-pass", 4).unwrap();
+        assert!(bcrypt_cost_allowed(&cheap));
+        assert!(!bcrypt_cost_allowed(&cheap.replacen("$04$", "$15$", 1)));
+        assert!(!bcrypt_cost_allowed("$2b$not a hash"));
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use crate::domain::{EmailAddress, Username};
 use crate::store::origin::{OriginUserRow, read_origin_users};
 use crate::store::{NewUser, Store, StoreError};
 
-use super::hashing::is_bcrypt;
+use super::hashing::{MAX_BCRYPT_COST, bcrypt_cost_allowed, is_bcrypt};
 
 /// A row that was not imported, and why; never carries the hash.
 #[derive(Debug, Clone)]
@@ -79,6 +79,9 @@ fn parse_row(row: OriginUserRow) -> Result<(Username, EmailAddress, String), Str
     let hash = row.password_hash.ok_or("password hash is NULL")?;
     if !is_bcrypt(&hash) || hash.parse::<bcrypt::HashParts>().is_err() {
         return Err("password is not a bcrypt hash ($2a$, $2b$ or $2y$)".to_owned());
+    }
+    if !bcrypt_cost_allowed(&hash) {
+        return Err(format!("bcrypt cost above {MAX_BCRYPT_COST}"));
     }
     Ok((username, email, hash))
 }

@@ -7,7 +7,9 @@
 //!   minutes of latency. A hash whose caller has gone is skipped.
 //! - Each thread keeps its argon2 working memory ([`Scratch`]) between hashes
 //!   and gives it back after [`KEEP_MEMORY_FOR`] without work: allocating and
-//!   faulting in ~19 MiB per hash cost about a fifth of a verification.
+//!   faulting in ~19 MiB per hash cost about a fifth of a verification. The
+//!   memory is wiped when given back: it holds values derived from the last
+//!   password hashed.
 //! - Dropping the pool stops its threads once the queue is empty.
 
 use std::collections::VecDeque;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use argon2::Block;
 use tokio::sync::oneshot;
+use zeroize::Zeroize;
 
 use super::HashingError;
 
@@ -34,7 +37,7 @@ impl Scratch {
     /// is whatever the last hash left, which argon2 overwrites before reading.
     pub fn blocks(&mut self, count: usize) -> Result<&mut [Block], HashingError> {
         if self.blocks.len() < count {
-            self.blocks = Vec::new();
+            self.release();
             self.blocks.try_reserve_exact(count).map_err(|_| {
                 HashingError::Failed(format!("cannot allocate {count} KiB for argon2"))
             })?;
@@ -48,7 +51,14 @@ impl Scratch {
     }
 
     fn release(&mut self) {
+        self.blocks.zeroize();
         self.blocks = Vec::new();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.blocks.zeroize();
     }
 }
 
