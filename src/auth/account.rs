@@ -1,6 +1,10 @@
 //! Account administration: password change by the user; disable, enable and
 //! list by an operator (the CLI). Both end sessions: a password change every
 //! other session of the user, disabling all of them.
+//!
+//! A wrong current password counts against the account's lockout and the
+//! client's failure cap exactly like a failed login, so a stolen access token
+//! cannot be used to guess the password.
 
 use secrecy::SecretString;
 
@@ -28,13 +32,34 @@ impl Auth {
             .find_user_by_id(principal.user_id)
             .await?
             .ok_or(AuthError::InvalidToken)?;
+        let account_key = normalize_login_name(&user.username);
+        let client_ip = client.ip.as_deref();
+        if let Some(wait) = self.throttle.login_blocked(&account_key, client_ip).await {
+            self.audit(AuditEvent::LoginThrottled, Some(user.id), client, "refused")
+                .await;
+            return Err(AuthError::Throttled(wait));
+        }
         match self
             .hasher
             .verify(current, Some(&user.password_hash))
             .await?
         {
-            Verification::Match { .. } => {}
-            Verification::Mismatch => return Err(AuthError::WrongCurrentPassword),
+            Verification::Match { .. } => self.throttle.login_succeeded(&account_key).await,
+            Verification::Mismatch => {
+                if let Some(lock) = self.throttle.login_failed(&account_key, client_ip).await {
+                    let outcome = format!("locked for {}s", lock.as_secs());
+                    self.audit(AuditEvent::Lockout, Some(user.id), client, &outcome)
+                        .await;
+                }
+                self.audit(
+                    AuditEvent::LoginFailure,
+                    Some(user.id),
+                    client,
+                    "wrong current password",
+                )
+                .await;
+                return Err(AuthError::WrongCurrentPassword);
+            }
         }
         let hash = self.hasher.hash(&new).await?;
         let now = self.clock.now();

@@ -13,6 +13,7 @@ use super::error::{ApiError, ErrorDetail, ValidationErrors};
 use super::extract::{ApiJson, Client, CurrentUser};
 use super::origin::AccountView;
 use super::state::AppState;
+use super::throttle::{Login, Throttled};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -52,9 +53,11 @@ pub struct PasswordChange {
         (status = 400, description = "Current password is incorrect", body = ErrorDetail),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
         (status = 422, description = "The new password breaks a rule", body = ValidationErrors),
+        (status = 429, description = "Too many wrong passwords for this account or client; see Retry-After", body = ErrorDetail),
     ))]
 async fn change_password(
     State(state): State<AppState>,
+    _: Throttled<Login>,
     CurrentUser(principal): CurrentUser,
     Client(client): Client,
     ApiJson(request): ApiJson<PasswordChange>,

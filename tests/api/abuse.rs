@@ -441,3 +441,38 @@ async fn a_redis_outage_falls_back_to_local_counters_and_recovers() {
     // Back on Redis (which lost its counters): the account starts afresh there.
     assert_eq!(app.login("bob", WRONG).await.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_current_passwords_count_towards_the_account_lockout() {
+    let app = TestApp::spawn_with(Backend::Sqlite, Options::default())
+        .await
+        .unwrap();
+    let token = app.alice_token().await;
+    let body = json!({"current_password": WRONG, "new_password": "a brand new passphrase"});
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let response = app
+            .client
+            .post(app.url("/me/password"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses[..10], [400; 10], "{statuses:?}");
+    assert_eq!(statuses[10..], [429; 2], "{statuses:?}");
+    // The lock is the account's: logging in with the right password waits too.
+    assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 429);
+    let events: Vec<String> = app
+        .auth
+        .audit_trail("alice", 50)
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|record| record.event)
+        .collect();
+    assert!(events.contains(&"lockout".to_owned()), "{events:?}");
+}
