@@ -56,6 +56,9 @@ pub struct Settings {
     pub hash_queue_limit: usize,
     /// Longest wait, in milliseconds, for a hashing thread before the request gets 503.
     pub hash_wait_timeout_milliseconds: u64,
+    /// Longest a request may take, body upload included, before it gets 408;
+    /// also how long in-flight requests get to finish at shutdown.
+    pub request_timeout_seconds: u32,
     /// Redis for counters shared by every instance (`redis://host:6379`); unset: in memory.
     pub redis_url: Option<SecretString>,
     /// Prefix of latchkey's Redis keys, so several deployments can share a server.
@@ -115,6 +118,7 @@ impl Default for Settings {
             hash_concurrency: None,
             hash_queue_limit: 64,
             hash_wait_timeout_milliseconds: 2_000,
+            request_timeout_seconds: 30,
             redis_url: None,
             redis_prefix: "latchkey:".to_owned(),
             rate_limits: "on".to_owned(),
@@ -217,6 +221,12 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if !(1..=3600).contains(&self.request_timeout_seconds) {
+            return Err(ConfigError::setting(
+                "LATCHKEY_REQUEST_TIMEOUT_SECONDS",
+                "must be between 1 and 3600",
+            ));
+        }
         if self.hash_wait_timeout_milliseconds == 0 {
             return Err(ConfigError::setting(
                 "LATCHKEY_HASH_WAIT_TIMEOUT_MILLISECONDS",
@@ -303,7 +313,7 @@ impl Settings {
              session_idle_timeout_hours = {}\nrevocation_poll_milliseconds = {}\nissuer = \"{}\"\n\
              audience = \"{}\"\npassword_min_length = {}\nargon2_memory_kib = {}\n\
              argon2_iterations = {}\nargon2_parallelism = {}\nhash_concurrency = {}\n\
-             hash_queue_limit = {}\nhash_wait_timeout_milliseconds = {}\nredis_url = {}\n\
+             hash_queue_limit = {}\nhash_wait_timeout_milliseconds = {}\nrequest_timeout_seconds = {}\nredis_url = {}\n\
              redis_prefix = \"{}\"\nrate_limits = \"{}\"\ntrusted_proxies = \"{}\"\n\
              login_max_failures = {}\nlogin_failure_window_seconds = {}\nlogin_lockout_seconds = {}\n\
              login_lockout_max_seconds = {}\nclient_max_failed_logins = {}\nrate_login_per_minute = {}\n\
@@ -326,6 +336,7 @@ impl Settings {
             hashing,
             self.hash_queue_limit,
             self.hash_wait_timeout_milliseconds,
+            self.request_timeout_seconds,
             match &self.redis_url {
                 Some(url) => format!("\"{}\"", mask_url_password(url.expose_secret())),
                 None => "(unset)".to_owned(),

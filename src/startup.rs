@@ -50,6 +50,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     poll_every: std::time::Duration,
+    request_timeout: std::time::Duration,
 }
 
 impl Application {
@@ -75,11 +76,14 @@ impl Application {
             auth,
             trusted_proxies: Arc::new(trusted_proxies),
         };
+        let request_timeout =
+            std::time::Duration::from_secs(u64::from(settings.request_timeout_seconds));
         Ok(Self {
             listener,
-            router: http::router(state.clone()),
+            router: http::router(state.clone(), request_timeout),
             state,
             poll_every: std::time::Duration::from_millis(settings.revocation_poll_milliseconds),
+            request_timeout,
         })
     }
 
@@ -94,7 +98,10 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests finish.
+    /// Serves until `shutdown` completes, then stops accepting and lets
+    /// in-flight requests finish, for at most the request timeout (a
+    /// connection that never sends a whole request would otherwise hold the
+    /// process up).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -106,11 +113,29 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signalled = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let served = axum::serve(self.listener, service).with_graceful_shutdown(signalled);
+        let grace = self.request_timeout;
+        let overdue = async move {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let outcome = tokio::select! {
+            served = served => served,
+            () = overdue => {
+                tracing::warn!(seconds = grace.as_secs(), "in-flight connections still open after the grace period; stopping");
+                Ok(())
+            }
+        };
         poller.abort();
-        served
+        outcome
     }
 
     /// Serves until SIGTERM or SIGINT.

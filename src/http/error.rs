@@ -67,6 +67,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("Unsupported media type")]
     UnsupportedMediaType(&'static str),
+    #[error("Request took too long")]
+    Timeout,
     #[error("Too many attempts; retry later")]
     Throttled(std::time::Duration),
     #[error("Server busy, retry shortly")]
@@ -119,6 +121,7 @@ impl IntoResponse for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

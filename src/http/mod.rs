@@ -18,9 +18,12 @@ mod sessions;
 mod state;
 mod throttle;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -39,8 +42,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Every route, documented, with the layers every request goes through.
-pub fn router(state: AppState) -> Router {
+/// Every route, documented, with the layers every request goes through;
+/// requests past `request_timeout` get 408.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let (routes, openapi) = OpenApiRouter::with_openapi(docs::base_document())
         .merge(origin::router())
         .merge(me::router())
@@ -48,12 +52,15 @@ pub fn router(state: AppState) -> Router {
         .merge(oauth::router())
         .merge(ops::router())
         .split_for_parts();
-    with_edge(routes.merge(docs::router(openapi))).with_state(state)
+    with_edge(routes.merge(docs::router(openapi)), request_timeout).with_state(state)
 }
 
 /// What every route gets: JSON 404/405, the body limit, request ids, request
-/// logs, `nosniff`, and a JSON 500 for a panicking handler.
-fn with_edge<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+/// logs, `nosniff`, a JSON 500 for a panicking handler, and a deadline.
+fn with_edge<S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
+    request_timeout: Duration,
+) -> Router<S> {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -78,8 +85,17 @@ fn with_edge<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
                 ))
-                .layer(CatchPanicLayer::custom(panic_response)),
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(middleware::from_fn_with_state(request_timeout, deadline)),
         )
+}
+
+/// Ends a request that takes longer than the limit, slow uploads included,
+/// with a JSON 408. Its work is dropped, which rolls back any open transaction.
+async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    tokio::time::timeout(limit, next.run(request))
+        .await
+        .unwrap_or_else(|_| ApiError::Timeout.into_response())
 }
 
 /// One span per request; the path only, since query strings may carry secrets.
@@ -124,6 +140,7 @@ mod tests {
             Router::new()
                 .route("/boom", get(boom))
                 .route("/fine", get(|| async { "fine" })),
+            Duration::from_secs(5),
         );
         let response = router
             .clone()

@@ -294,3 +294,42 @@ async fn hostile_login_input_never_causes_a_server_error(app: TestApp) {
         assert_eq!(response.status(), 401, "{header:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_finishes_gets_408_after_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let options = crate::helpers::Options::customized(|settings| {
+        settings.request_timeout_seconds = 1;
+    });
+    let app = TestApp::spawn_with(crate::helpers::Backend::Sqlite, options)
+        .await
+        .unwrap();
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    // Promises 100 bytes, sends 10, then goes quiet.
+    stream
+        .write_all(
+            b"POST /login HTTP/1.1\r\nHost: latchkey\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"username",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "no answer within 10 s");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"detail":"Request took too long"}"#),
+        "{answer}"
+    );
+    // Nothing else is affected.
+    assert_eq!(app.login("nobody", ALICE_PASSWORD).await.status(), 400);
+}
