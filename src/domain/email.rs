@@ -5,6 +5,10 @@
 use email_address::Options;
 
 use super::text::{Invalid, check_length, reject_control_characters};
+use super::username::normalize_login_name;
+
+/// The width of the normalized email column.
+const NORMALIZED_MAX_LENGTH: usize = 512;
 
 /// RFC 5321's limit on a forward path, less the angle brackets.
 pub const EMAIL_MAX_LENGTH: usize = 254;
@@ -29,9 +33,18 @@ impl EmailAddress {
                 format!("is not a valid email address: {error}"),
             )
         })?;
+        // The same key login looks names up by, so every address can log in.
+        // NFKC can lengthen text many times over; the key's column holds 512.
+        let normalized = normalize_login_name(raw);
+        if normalized.chars().count() > NORMALIZED_MAX_LENGTH {
+            return Err(Invalid::new(
+                "string_too_long",
+                format!("is too long once normalized (over {NORMALIZED_MAX_LENGTH} characters)"),
+            ));
+        }
         Ok(Self {
             display: raw.to_owned(),
-            normalized: raw.to_lowercase(),
+            normalized,
         })
     }
 
@@ -54,6 +67,23 @@ mod tests {
         let email = EmailAddress::parse("Alice.Smith+tag@Example.COM").unwrap();
         assert_eq!(email.as_str(), "Alice.Smith+tag@Example.COM");
         assert_eq!(email.normalized(), "alice.smith+tag@example.com");
+    }
+
+    #[test]
+    fn the_key_is_the_one_login_looks_up() {
+        // Fullwidth letters fold to ASCII under NFKC, as login names do.
+        let email = EmailAddress::parse("\u{FF21}lice@example.com").unwrap();
+        assert_eq!(email.normalized(), "alice@example.com");
+    }
+
+    #[test]
+    fn refuses_addresses_whose_key_would_overflow_its_column() {
+        // U+FDFA is one character that NFKC turns into eighteen.
+        let local = "\u{FDFA}".repeat(21);
+        let label = "\u{FDFA}".repeat(21);
+        let raw = format!("{local}@{label}.{label}.com");
+        let error = EmailAddress::parse(&raw).unwrap_err();
+        assert_eq!(error.kind, "string_too_long", "{}", error.message);
     }
 
     #[test]
@@ -89,6 +119,8 @@ mod tests {
             if let Ok(email) = EmailAddress::parse(&raw) {
                 prop_assert!(email.as_str().chars().count() <= EMAIL_MAX_LENGTH);
                 prop_assert!(email.as_str().contains('@'));
+                prop_assert_eq!(email.normalized(), normalize_login_name(&raw));
+                prop_assert!(email.normalized().chars().count() <= NORMALIZED_MAX_LENGTH);
             }
         }
     }
