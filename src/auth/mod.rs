@@ -167,7 +167,17 @@ impl Auth {
         if reload_keys && self.tokens.keyring().is_stored() {
             let cutoff = self.clock.now() - token_retention(self.tokens.lifetime());
             let keyring = Keyring::load_or_create(&self.store, self.clock.as_ref(), cutoff).await?;
+            // A key gone from the database (an operator removing a leaked
+            // one) must stop its tokens at once, cached or not.
+            let before = self.tokens.keyring();
+            let removed = before
+                .public_keys()
+                .iter()
+                .any(|old| !keyring.public_keys().iter().any(|new| new.kid == old.kid));
             self.tokens.replace_keyring(keyring);
+            if removed {
+                self.verified.clear();
+            }
         }
         Ok(())
     }

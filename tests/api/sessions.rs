@@ -20,6 +20,7 @@ on_every_backend!(
     a_logout_on_one_instance_reaches_another_within_a_second,
     revocations_survive_a_restart,
     tokens_signed_before_a_key_rotation_still_verify,
+    removing_a_signing_key_stops_its_tokens_even_once_verified,
     a_password_change_ends_every_other_session,
     disabling_a_user_ends_their_sessions_at_once,
 );
@@ -262,19 +263,38 @@ async fn tokens_signed_before_a_key_rotation_still_verify(app: TestApp) {
     }
     assert_eq!(app.get_resource(&before).await.status(), 200);
     let after = app.token_for("alice", ALICE_PASSWORD).await;
-    let header: Value = serde_json::from_slice(
-        &base64::Engine::decode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            after.split('.').next().unwrap(),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let header = token_header(&after);
     assert_eq!(header["kid"], new_kid);
     assert_eq!(app.get_resource(&after).await.status(), 200);
     let restarted = app.restart().await;
     assert_eq!(restarted.get_resource(&before).await.status(), 200);
     assert_eq!(restarted.jwks().await["keys"].as_array().unwrap().len(), 2);
+}
+
+fn token_header(token: &str) -> Value {
+    serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.split('.').next().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn removing_a_signing_key_stops_its_tokens_even_once_verified(app: TestApp) {
+    let before = app.alice_token().await;
+    // Verified once, so remembered by the bearer cache.
+    assert_eq!(app.get_resource(&before).await.status(), 200);
+    let old_kid = token_header(&before)["kid"].as_str().unwrap().to_owned();
+    Keyring::rotate(&app.store, &SystemClock).await.unwrap();
+    // An operator removes the old key, say because it leaked.
+    app.execute(&format!("DELETE FROM signing_keys WHERE kid = '{old_kid}'"))
+        .await;
+    app.auth.poll_shared_state(true).await.unwrap();
+    assert_eq!(app.get_resource(&before).await.status(), 401);
+    let after = app.token_for("alice", ALICE_PASSWORD).await;
+    assert_eq!(app.get_resource(&after).await.status(), 200);
 }
 
 async fn a_password_change_ends_every_other_session(app: TestApp) {
