@@ -65,8 +65,11 @@ pub struct Settings {
     pub redis_prefix: String,
     /// `on`, or `off` to turn every throttle off (load benchmarks, trusted internal deployments).
     pub rate_limits: String,
-    /// Comma-separated addresses or CIDR ranges of proxies whose `X-Forwarded-For` / `Forwarded` is believed.
+    /// Comma-separated addresses or CIDR ranges of proxies whose forwarding header is believed.
     pub trusted_proxies: String,
+    /// The header those proxies write: `x-forwarded-for` or `forwarded` (RFC 7239);
+    /// only that one is read, so a client cannot slip in the other.
+    pub forwarded_header: String,
     /// Failed logins for one account within the window before it is locked.
     pub login_max_failures: u32,
     /// The window failed logins are counted in, in seconds.
@@ -123,6 +126,7 @@ impl Default for Settings {
             redis_prefix: "latchkey:".to_owned(),
             rate_limits: "on".to_owned(),
             trusted_proxies: String::new(),
+            forwarded_header: "x-forwarded-for".to_owned(),
             login_max_failures: 10,
             login_failure_window_seconds: 15 * 60,
             login_lockout_seconds: 30,
@@ -239,8 +243,10 @@ impl Settings {
                 "must be on or off",
             ));
         }
-        crate::http::TrustedProxies::parse(&self.trusted_proxies)
+        crate::http::TrustedProxies::parse(&self.trusted_proxies, "x-forwarded-for")
             .map_err(|problem| ConfigError::setting("LATCHKEY_TRUSTED_PROXIES", problem))?;
+        crate::http::TrustedProxies::parse("", &self.forwarded_header)
+            .map_err(|problem| ConfigError::setting("LATCHKEY_FORWARDED_HEADER", problem))?;
         let limits = [
             ("LATCHKEY_LOGIN_MAX_FAILURES", self.login_max_failures),
             (
@@ -314,7 +320,7 @@ impl Settings {
              audience = \"{}\"\npassword_min_length = {}\nargon2_memory_kib = {}\n\
              argon2_iterations = {}\nargon2_parallelism = {}\nhash_concurrency = {}\n\
              hash_queue_limit = {}\nhash_wait_timeout_milliseconds = {}\nrequest_timeout_seconds = {}\nredis_url = {}\n\
-             redis_prefix = \"{}\"\nrate_limits = \"{}\"\ntrusted_proxies = \"{}\"\n\
+             redis_prefix = \"{}\"\nrate_limits = \"{}\"\ntrusted_proxies = \"{}\"\nforwarded_header = \"{}\"\n\
              login_max_failures = {}\nlogin_failure_window_seconds = {}\nlogin_lockout_seconds = {}\n\
              login_lockout_max_seconds = {}\nclient_max_failed_logins = {}\nrate_login_per_minute = {}\n\
              rate_register_per_hour = {}\nrate_refresh_per_minute = {}\nrate_other_per_minute = {}\n\
@@ -344,6 +350,7 @@ impl Settings {
             self.redis_prefix,
             self.rate_limits,
             self.trusted_proxies,
+            self.forwarded_header,
             self.login_max_failures,
             self.login_failure_window_seconds,
             self.login_lockout_seconds,

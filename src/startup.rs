@@ -71,7 +71,8 @@ impl Application {
                 })?;
         let auth = build_auth(&settings, clock).await?;
         let trusted_proxies =
-            TrustedProxies::parse(&settings.trusted_proxies).map_err(StartupError::Hashing)?;
+            TrustedProxies::parse(&settings.trusted_proxies, &settings.forwarded_header)
+                .map_err(StartupError::Hashing)?;
         let state = AppState {
             auth,
             trusted_proxies: Arc::new(trusted_proxies),

@@ -1,7 +1,9 @@
 //! The client's address: the socket peer, unless the peer is a configured
-//! trusted proxy, in which case `X-Forwarded-For` (or RFC 7239 `Forwarded`) is
-//! walked from the right, past trusted proxies, to the first address that is
-//! not one. A forwarding header from anyone else changes nothing.
+//! trusted proxy, in which case the forwarding header those proxies write
+//! (`X-Forwarded-For`, or RFC 7239 `Forwarded`: one, chosen by configuration)
+//! is walked from the right, past trusted proxies, to the first address that
+//! is not one. A forwarding header from anyone else, or the other header,
+//! changes nothing.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -11,18 +13,36 @@ use axum::http::{HeaderMap, header};
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
     ranges: Vec<(IpAddr, u8)>,
+    header: ForwardingHeader,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum ForwardingHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
 }
 
 impl TrustedProxies {
-    /// Parses `"10.0.0.0/8, 192.168.1.7, ::1"`.
-    pub fn parse(list: &str) -> Result<Self, String> {
+    /// Parses `"10.0.0.0/8, 192.168.1.7, ::1"` and the header they write,
+    /// `x-forwarded-for` or `forwarded` (any case).
+    pub fn parse(list: &str, header: &str) -> Result<Self, String> {
         let ranges = list
             .split(',')
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
             .map(parse_range)
             .collect::<Result<_, _>>()?;
-        Ok(Self { ranges })
+        let header = match header.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => ForwardingHeader::XForwardedFor,
+            "forwarded" => ForwardingHeader::Forwarded,
+            _ => {
+                return Err(format!(
+                    "{header:?} is neither x-forwarded-for nor forwarded"
+                ));
+            }
+        };
+        Ok(Self { ranges, header })
     }
 
     pub fn contains(&self, address: IpAddr) -> bool {
@@ -38,7 +58,7 @@ impl TrustedProxies {
         if !self.contains(client) {
             return client;
         }
-        for hop in forwarded_chain(headers).into_iter().rev() {
+        for hop in forwarded_chain(headers, self.header).into_iter().rev() {
             let Some(hop) = hop else { break };
             client = hop;
             if !self.contains(hop) {
@@ -88,18 +108,17 @@ fn in_range(address: IpAddr, network: IpAddr, prefix: u8) -> bool {
     }
 }
 
-/// The hops named by `X-Forwarded-For`, else by `Forwarded`, left to right;
-/// `None` for a hop that is not an address (`unknown`, obfuscated, garbage).
-fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let x_forwarded_for: Vec<_> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|hop| parse_hop(hop.trim()))
-        .collect();
-    if !x_forwarded_for.is_empty() {
-        return x_forwarded_for;
+/// The hops named by the chosen header, left to right; `None` for a hop that
+/// is not an address (`unknown`, obfuscated, garbage).
+fn forwarded_chain(headers: &HeaderMap, header: ForwardingHeader) -> Vec<Option<IpAddr>> {
+    if header == ForwardingHeader::XForwardedFor {
+        return headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|hop| parse_hop(hop.trim()))
+            .collect();
     }
     headers
         .get_all(header::FORWARDED)
@@ -151,7 +170,7 @@ mod tests {
 
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
-        let proxies = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let proxies = TrustedProxies::parse("10.0.0.0/8", "x-forwarded-for").unwrap();
         let spoofed = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
         assert_eq!(
             proxies.client(peer("203.0.113.9"), &spoofed),
@@ -166,7 +185,7 @@ mod tests {
 
     #[test]
     fn trusted_proxies_are_walked_from_the_right() {
-        let proxies = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7").unwrap();
+        let proxies = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7", "x-forwarded-for").unwrap();
         let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.4, 192.168.1.7")]);
         // 6.6.6.6 was written by the client itself; the first untrusted hop from the right is the client.
         assert_eq!(
@@ -177,8 +196,9 @@ mod tests {
             "forwarded",
             "for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.2",
         )]);
+        let rfc_7239 = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7", "Forwarded").unwrap();
         assert_eq!(
-            proxies.client(peer("10.1.2.3"), &forwarded),
+            rfc_7239.client(peer("10.1.2.3"), &forwarded),
             "2001:db8::1".parse::<IpAddr>().unwrap()
         );
         let garbage = headers(&[("x-forwarded-for", "not-an-address")]);
@@ -189,16 +209,38 @@ mod tests {
     }
 
     #[test]
+    fn only_the_header_the_proxies_write_is_read() {
+        // The proxy writes Forwarded and passes the client's own X-Forwarded-For through.
+        let both = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=198.51.100.4"),
+        ]);
+        let rfc_7239 = TrustedProxies::parse("10.0.0.0/8", "forwarded").unwrap();
+        assert_eq!(
+            rfc_7239.client(peer("10.1.2.3"), &both),
+            "198.51.100.4".parse::<IpAddr>().unwrap()
+        );
+        let only_xff = headers(&[("forwarded", "for=198.51.100.4")]);
+        let xff = TrustedProxies::parse("10.0.0.0/8", "x-forwarded-for").unwrap();
+        assert_eq!(
+            xff.client(peer("10.1.2.3"), &only_xff),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+        assert!(TrustedProxies::parse("", "x-real-ip").is_err());
+    }
+
+    #[test]
     fn ranges_parse_and_match() {
-        let proxies = TrustedProxies::parse("127.0.0.1/32,::1,fd00::/8").unwrap();
+        let proxies =
+            TrustedProxies::parse("127.0.0.1/32,::1,fd00::/8", "x-forwarded-for").unwrap();
         assert!(proxies.contains("127.0.0.1".parse().unwrap()));
         assert!(proxies.contains("::ffff:127.0.0.1".parse().unwrap()));
         assert!(proxies.contains("fd12::5".parse().unwrap()));
         assert!(!proxies.contains("127.0.0.2".parse().unwrap()));
-        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
-        assert!(TrustedProxies::parse("proxy.example").is_err());
+        assert!(TrustedProxies::parse("10.0.0.0/33", "x-forwarded-for").is_err());
+        assert!(TrustedProxies::parse("proxy.example", "x-forwarded-for").is_err());
         assert!(
-            TrustedProxies::parse("0.0.0.0/0")
+            TrustedProxies::parse("0.0.0.0/0", "x-forwarded-for")
                 .unwrap()
                 .contains("8.8.8.8".parse().unwrap())
         );
