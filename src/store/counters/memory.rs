@@ -279,12 +279,18 @@ mod tests {
         assert!(counters.take("newcomer", SLOW, 0).is_err());
     }
 
-    #[test]
-    fn a_bucket_flood_cannot_push_out_a_lockout() {
+    /// A table of 100 keys in which "victim" is locked.
+    fn with_a_locked_victim() -> MemoryCounters {
         let counters = MemoryCounters::new(100);
         for at in 0..3 {
             counters.fail("victim", RULE, at);
         }
+        counters
+    }
+
+    #[test]
+    fn a_bucket_flood_cannot_push_out_a_lockout() {
+        let counters = with_a_locked_victim();
         for n in 0..10_000 {
             let _ = counters.take(&format!("flood-{n}"), SLOW, 10);
         }
@@ -293,10 +299,7 @@ mod tests {
 
     #[test]
     fn a_failure_flood_evicts_unlocked_counts_before_locks() {
-        let counters = MemoryCounters::new(100);
-        for at in 0..3 {
-            counters.fail("victim", RULE, at);
-        }
+        let counters = with_a_locked_victim();
         for n in 0..10_000 {
             counters.fail(&format!("stranger-{n}"), RULE, 10);
         }
