@@ -57,7 +57,8 @@ pub struct Settings {
     /// Longest wait, in milliseconds, for a hashing thread before the request gets 503.
     pub hash_wait_timeout_milliseconds: u64,
     /// Longest a request may take, body upload included, before it gets 408;
-    /// also how long in-flight requests get to finish at shutdown.
+    /// also the longest wait for a request head, and how long in-flight
+    /// requests get to finish at shutdown.
     pub request_timeout_seconds: u32,
     /// Redis for counters shared by every instance (`redis://host:6379`); unset: in memory.
     pub redis_url: Option<SecretString>,

@@ -100,9 +100,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets
-    /// in-flight requests finish, for at most the request timeout (a
-    /// connection that never sends a whole request would otherwise hold the
-    /// process up).
+    /// in-flight requests finish, for at most the request timeout. The same
+    /// limit bounds how long a connection may take to send a request head.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -111,32 +110,9 @@ impl Application {
             Arc::clone(&self.state.auth),
             self.poll_every,
         ));
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-        let signalled = async move {
-            shutdown.await;
-            let _ = stopping.send(());
-        };
-        let served = axum::serve(self.listener, service).with_graceful_shutdown(signalled);
-        let grace = self.request_timeout;
-        let overdue = async move {
-            if stopped.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        let outcome = tokio::select! {
-            served = served => served,
-            () = overdue => {
-                tracing::warn!(seconds = grace.as_secs(), "in-flight connections still open after the grace period; stopping");
-                Ok(())
-            }
-        };
+        http::serve(self.listener, self.router, self.request_timeout, shutdown).await;
         poller.abort();
-        outcome
+        Ok(())
     }
 
     /// Serves until SIGTERM or SIGINT.

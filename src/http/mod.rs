@@ -14,6 +14,7 @@ mod me;
 mod oauth;
 mod ops;
 mod origin;
+mod serve;
 mod sessions;
 mod state;
 mod throttle;
@@ -35,6 +36,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use client_ip::TrustedProxies;
 pub use error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
+pub use serve::serve;
 pub use state::AppState;
 
 /// Request bodies past this size get 413.

@@ -333,3 +333,32 @@ async fn a_body_that_never_finishes_gets_408_after_the_request_timeout() {
     // Nothing else is affected.
     assert_eq!(app.login("nobody", ALICE_PASSWORD).await.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_that_never_finishes_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let options = crate::helpers::Options::customized(|settings| {
+        settings.request_timeout_seconds = 1;
+    });
+    let app = TestApp::spawn_with(crate::helpers::Backend::Sqlite, options)
+        .await
+        .unwrap();
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    // Half a request head, then silence: the slowloris pattern.
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: latchkey\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(closed.is_ok(), "the connection was still open after 5 s");
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    // The server goes on serving everyone else.
+    assert_eq!(app.login("nobody", ALICE_PASSWORD).await.status(), 400);
+}
