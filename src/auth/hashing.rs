@@ -92,20 +92,20 @@ impl PasswordHasher {
 
     /// Hashes a password with argon2id and a fresh salt, as a PHC string.
     pub async fn hash(&self, password: &Password) -> Result<String, HashingError> {
-        let params = self.params.0.clone();
-        let password = SecretString::from(password.expose_secret());
-        self.pool
-            .run(move |scratch| {
-                argon2id::hash(&params, password.expose_secret().as_bytes(), scratch)
-            })
-            .await?
+        self.hash_normalized(SecretString::from(password.expose_secret()))
+            .await
     }
 
     /// Hashes a password as typed (NFKC applied, no policy): for replacing an
     /// outdated hash of a password that already verified.
     pub async fn hash_typed(&self, password: &SecretString) -> Result<String, HashingError> {
+        self.hash_normalized(normalize_password(password.expose_secret()))
+            .await
+    }
+
+    /// Hashes an already NFKC-normalized password at the configured parameters.
+    async fn hash_normalized(&self, password: SecretString) -> Result<String, HashingError> {
         let params = self.params.0.clone();
-        let password = normalize_password(password.expose_secret());
         self.pool
             .run(move |scratch| {
                 argon2id::hash(&params, password.expose_secret().as_bytes(), scratch)
@@ -122,13 +122,7 @@ impl PasswordHasher {
         stored: Option<&str>,
     ) -> Result<Verification, HashingError> {
         let Some(stored) = stored.map(str::to_owned) else {
-            let params = self.params.0.clone();
-            let password = normalize_password(password.expose_secret());
-            self.pool
-                .run(move |scratch| {
-                    argon2id::hash(&params, password.expose_secret().as_bytes(), scratch)
-                })
-                .await??;
+            self.hash_typed(password).await?;
             return Ok(Verification::Mismatch);
         };
         let params = self.params.0.clone();
