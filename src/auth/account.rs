@@ -33,12 +33,8 @@ impl Auth {
             .await?
             .ok_or(AuthError::InvalidToken)?;
         let account_key = normalize_login_name(&user.username);
-        let client_ip = client.ip.as_deref();
-        if let Some(wait) = self.throttle.login_blocked(&account_key, client_ip).await {
-            self.audit(AuditEvent::LoginThrottled, Some(user.id), client, "refused")
-                .await;
-            return Err(AuthError::Throttled(wait));
-        }
+        self.refuse_while_locked(&account_key, Some(user.id), client)
+            .await?;
         match self
             .hasher
             .verify(current, Some(&user.password_hash))
@@ -46,18 +42,9 @@ impl Auth {
         {
             Verification::Match { .. } => self.throttle.login_succeeded(&account_key).await,
             Verification::Mismatch => {
-                if let Some(lock) = self.throttle.login_failed(&account_key, client_ip).await {
-                    let outcome = format!("locked for {}s", lock.as_secs());
-                    self.audit(AuditEvent::Lockout, Some(user.id), client, &outcome)
-                        .await;
-                }
-                self.audit(
-                    AuditEvent::LoginFailure,
-                    Some(user.id),
-                    client,
-                    "wrong current password",
-                )
-                .await;
+                let outcome = "wrong current password";
+                self.count_wrong_password(&account_key, Some(user.id), client, outcome)
+                    .await;
                 return Err(AuthError::WrongCurrentPassword);
             }
         }

@@ -5,6 +5,7 @@
 //! replaced after a successful login.
 
 use secrecy::SecretString;
+use uuid::Uuid;
 
 use crate::domain::normalize_login_name;
 use crate::store::UserRecord;
@@ -46,17 +47,8 @@ impl Auth {
                 .take(MAX_LOGIN_NAME_CHARS)
                 .collect(),
         };
-        let client_ip = context.ip.as_deref();
-        if let Some(wait) = self.throttle.login_blocked(&account_key, client_ip).await {
-            self.audit(
-                AuditEvent::LoginThrottled,
-                user.as_ref().map(|user| user.id),
-                context,
-                "refused",
-            )
-            .await;
-            return Err(AuthError::Throttled(wait));
-        }
+        self.refuse_while_locked(&account_key, user.as_ref().map(|user| user.id), context)
+            .await?;
         let stored_hash = user.as_ref().map(|user| user.password_hash.as_str());
         let verification = self.hasher.verify(password, stored_hash).await?;
         let user = match (user, verification) {
@@ -68,22 +60,8 @@ impl Auth {
             }
             (user, _) => {
                 let user_id = user.as_ref().map(|user| user.id);
-                if let Some(lock) = self.throttle.login_failed(&account_key, client_ip).await {
-                    self.audit(
-                        AuditEvent::Lockout,
-                        user_id,
-                        context,
-                        &format!("locked for {}s", lock.as_secs()),
-                    )
+                self.count_wrong_password(&account_key, user_id, context, "invalid credentials")
                     .await;
-                }
-                self.audit(
-                    AuditEvent::LoginFailure,
-                    user_id,
-                    context,
-                    "invalid credentials",
-                )
-                .await;
                 return Err(AuthError::InvalidCredentials);
             }
         };
@@ -100,6 +78,42 @@ impl Auth {
             account: Account::from(user),
             tokens,
         })
+    }
+
+    /// Answers at once, before any password work, while the account or the
+    /// client is locked out.
+    pub(crate) async fn refuse_while_locked(
+        &self,
+        account_key: &str,
+        user_id: Option<Uuid>,
+        context: &ClientContext,
+    ) -> Result<(), AuthError> {
+        let client_ip = context.ip.as_deref();
+        let Some(wait) = self.throttle.login_blocked(account_key, client_ip).await else {
+            return Ok(());
+        };
+        self.audit(AuditEvent::LoginThrottled, user_id, context, "refused")
+            .await;
+        Err(AuthError::Throttled(wait))
+    }
+
+    /// Counts a wrong password against the account and the client, and
+    /// audits it and any lock it starts.
+    pub(crate) async fn count_wrong_password(
+        &self,
+        account_key: &str,
+        user_id: Option<Uuid>,
+        context: &ClientContext,
+        outcome: &str,
+    ) {
+        let client_ip = context.ip.as_deref();
+        if let Some(lock) = self.throttle.login_failed(account_key, client_ip).await {
+            let locked = format!("locked for {}s", lock.as_secs());
+            self.audit(AuditEvent::Lockout, user_id, context, &locked)
+                .await;
+        }
+        self.audit(AuditEvent::LoginFailure, user_id, context, outcome)
+            .await;
     }
 
     /// Best effort: a failed rehash leaves the old, still valid hash in place.
