@@ -244,10 +244,7 @@ impl Settings {
                 "must be on or off",
             ));
         }
-        crate::http::TrustedProxies::parse(&self.trusted_proxies, "x-forwarded-for")
-            .map_err(|problem| ConfigError::setting("LATCHKEY_TRUSTED_PROXIES", problem))?;
-        crate::http::TrustedProxies::parse("", &self.forwarded_header)
-            .map_err(|problem| ConfigError::setting("LATCHKEY_FORWARDED_HEADER", problem))?;
+        self.client_addressing()?;
         let limits = [
             ("LATCHKEY_LOGIN_MAX_FAILURES", self.login_max_failures),
             (
@@ -297,6 +294,14 @@ impl Settings {
     }
 
     /// The `iss` claim: the configured issuer, or the listen address as a URL.
+    /// Which peers' forwarding header is believed, and which header that is.
+    pub fn client_addressing(&self) -> Result<crate::http::TrustedProxies, ConfigError> {
+        let header = crate::http::ForwardingHeader::parse(&self.forwarded_header)
+            .map_err(|problem| ConfigError::setting("LATCHKEY_FORWARDED_HEADER", problem))?;
+        crate::http::TrustedProxies::parse(&self.trusted_proxies, header)
+            .map_err(|problem| ConfigError::setting("LATCHKEY_TRUSTED_PROXIES", problem))
+    }
+
     pub fn issuer(&self) -> String {
         match &self.issuer {
             Some(issuer) => issuer.trim_end_matches('/').to_owned(),

@@ -20,7 +20,7 @@ use crate::auth::{Throttle, ThrottlePolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::domain::PasswordPolicy;
-use crate::http::{self, AppState, TrustedProxies};
+use crate::http::{self, AppState};
 use crate::store::counters::{Bucket, Counters, FailureRule};
 use crate::store::{Store, StoreError};
 use secrecy::ExposeSecret;
@@ -43,6 +43,8 @@ pub enum StartupError {
     Auth(#[from] AuthError),
     #[error("LATCHKEY_REDIS_URL: {0}")]
     Redis(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 pub struct Application {
@@ -70,9 +72,7 @@ impl Application {
                     source,
                 })?;
         let auth = build_auth(&settings, clock).await?;
-        let trusted_proxies =
-            TrustedProxies::parse(&settings.trusted_proxies, &settings.forwarded_header)
-                .map_err(StartupError::Hashing)?;
+        let trusted_proxies = settings.client_addressing()?;
         let state = AppState {
             auth,
             trusted_proxies: Arc::new(trusted_proxies),

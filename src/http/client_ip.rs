@@ -16,32 +16,34 @@ pub struct TrustedProxies {
     header: ForwardingHeader,
 }
 
+/// The one forwarding header trusted proxies write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum ForwardingHeader {
+pub enum ForwardingHeader {
     #[default]
     XForwardedFor,
     Forwarded,
 }
 
+impl ForwardingHeader {
+    /// `x-forwarded-for` or `forwarded`, in any case.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            _ => Err(format!("{name:?} is neither x-forwarded-for nor forwarded")),
+        }
+    }
+}
+
 impl TrustedProxies {
-    /// Parses `"10.0.0.0/8, 192.168.1.7, ::1"` and the header they write,
-    /// `x-forwarded-for` or `forwarded` (any case).
-    pub fn parse(list: &str, header: &str) -> Result<Self, String> {
+    /// Parses `"10.0.0.0/8, 192.168.1.7, ::1"`; `header` is the one they write.
+    pub fn parse(list: &str, header: ForwardingHeader) -> Result<Self, String> {
         let ranges = list
             .split(',')
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
             .map(parse_range)
             .collect::<Result<_, _>>()?;
-        let header = match header.to_ascii_lowercase().as_str() {
-            "x-forwarded-for" => ForwardingHeader::XForwardedFor,
-            "forwarded" => ForwardingHeader::Forwarded,
-            _ => {
-                return Err(format!(
-                    "{header:?} is neither x-forwarded-for nor forwarded"
-                ));
-            }
-        };
         Ok(Self { ranges, header })
     }
 
@@ -170,7 +172,7 @@ mod tests {
 
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
-        let proxies = TrustedProxies::parse("10.0.0.0/8", "x-forwarded-for").unwrap();
+        let proxies = TrustedProxies::parse("10.0.0.0/8", ForwardingHeader::XForwardedFor).unwrap();
         let spoofed = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
         assert_eq!(
             proxies.client(peer("203.0.113.9"), &spoofed),
@@ -185,7 +187,9 @@ mod tests {
 
     #[test]
     fn trusted_proxies_are_walked_from_the_right() {
-        let proxies = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7", "x-forwarded-for").unwrap();
+        let proxies =
+            TrustedProxies::parse("10.0.0.0/8, 192.168.1.7", ForwardingHeader::XForwardedFor)
+                .unwrap();
         let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.4, 192.168.1.7")]);
         // 6.6.6.6 was written by the client itself; the first untrusted hop from the right is the client.
         assert_eq!(
@@ -196,7 +200,8 @@ mod tests {
             "forwarded",
             "for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.2",
         )]);
-        let rfc_7239 = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7", "Forwarded").unwrap();
+        let rfc_7239 =
+            TrustedProxies::parse("10.0.0.0/8, 192.168.1.7", ForwardingHeader::Forwarded).unwrap();
         assert_eq!(
             rfc_7239.client(peer("10.1.2.3"), &forwarded),
             "2001:db8::1".parse::<IpAddr>().unwrap()
@@ -215,32 +220,37 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
             ("forwarded", "for=198.51.100.4"),
         ]);
-        let rfc_7239 = TrustedProxies::parse("10.0.0.0/8", "forwarded").unwrap();
+        let rfc_7239 = TrustedProxies::parse("10.0.0.0/8", ForwardingHeader::Forwarded).unwrap();
         assert_eq!(
             rfc_7239.client(peer("10.1.2.3"), &both),
             "198.51.100.4".parse::<IpAddr>().unwrap()
         );
         let only_xff = headers(&[("forwarded", "for=198.51.100.4")]);
-        let xff = TrustedProxies::parse("10.0.0.0/8", "x-forwarded-for").unwrap();
+        let xff = TrustedProxies::parse("10.0.0.0/8", ForwardingHeader::XForwardedFor).unwrap();
         assert_eq!(
             xff.client(peer("10.1.2.3"), &only_xff),
             "10.1.2.3".parse::<IpAddr>().unwrap()
         );
-        assert!(TrustedProxies::parse("", "x-real-ip").is_err());
+        assert!(ForwardingHeader::parse("x-real-ip").is_err());
+        assert_eq!(
+            ForwardingHeader::parse("Forwarded"),
+            Ok(ForwardingHeader::Forwarded)
+        );
     }
 
     #[test]
     fn ranges_parse_and_match() {
         let proxies =
-            TrustedProxies::parse("127.0.0.1/32,::1,fd00::/8", "x-forwarded-for").unwrap();
+            TrustedProxies::parse("127.0.0.1/32,::1,fd00::/8", ForwardingHeader::XForwardedFor)
+                .unwrap();
         assert!(proxies.contains("127.0.0.1".parse().unwrap()));
         assert!(proxies.contains("::ffff:127.0.0.1".parse().unwrap()));
         assert!(proxies.contains("fd12::5".parse().unwrap()));
         assert!(!proxies.contains("127.0.0.2".parse().unwrap()));
-        assert!(TrustedProxies::parse("10.0.0.0/33", "x-forwarded-for").is_err());
-        assert!(TrustedProxies::parse("proxy.example", "x-forwarded-for").is_err());
+        assert!(TrustedProxies::parse("10.0.0.0/33", ForwardingHeader::XForwardedFor).is_err());
+        assert!(TrustedProxies::parse("proxy.example", ForwardingHeader::XForwardedFor).is_err());
         assert!(
-            TrustedProxies::parse("0.0.0.0/0", "x-forwarded-for")
+            TrustedProxies::parse("0.0.0.0/0", ForwardingHeader::XForwardedFor)
                 .unwrap()
                 .contains("8.8.8.8".parse().unwrap())
         );

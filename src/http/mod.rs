@@ -34,7 +34,7 @@ use tower_http::trace::TraceLayer;
 use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use client_ip::TrustedProxies;
+pub use client_ip::{ForwardingHeader, TrustedProxies};
 pub use error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
 pub use serve::serve;
 pub use state::AppState;
