@@ -1,9 +1,11 @@
 //! Malformed, oversized and hostile input: always a 4xx JSON error with a
 //! `detail`, never a 5xx, and nothing written.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
-use crate::helpers::{ALICE_PASSWORD, TestApp, json_with_status};
+use crate::helpers::{ALICE_PASSWORD, Backend, Options, TestApp, json_with_status};
 use crate::on_every_backend;
 
 on_every_backend!(
@@ -295,36 +297,36 @@ async fn hostile_login_input_never_causes_a_server_error(app: TestApp) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_that_never_finishes_gets_408_after_the_request_timeout() {
+/// Starts a server whose requests time out after one second, sends it
+/// `bytes` over a raw socket and goes quiet; returns the server, what it
+/// answered before closing (`None` if still open after 10 s), and how long that took.
+async fn send_and_go_quiet(bytes: &[u8]) -> (TestApp, Option<String>, Duration) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let options = crate::helpers::Options::customized(|settings| {
-        settings.request_timeout_seconds = 1;
-    });
-    let app = TestApp::spawn_with(crate::helpers::Backend::Sqlite, options)
-        .await
-        .unwrap();
+    let options = Options::customized(|settings| settings.request_timeout_seconds = 1);
+    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
     let host = app.address.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    // Promises 100 bytes, sends 10, then goes quiet.
-    stream
-        .write_all(
-            b"POST /login HTTP/1.1\r\nHost: latchkey\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{\"username",
-        )
-        .await
-        .unwrap();
-    let started = std::time::Instant::now();
+    stream.write_all(bytes).await.unwrap();
+    let started = Instant::now();
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut answer),
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .is_ok();
+    let answer = closed.then(|| String::from_utf8_lossy(&answer).into_owned());
+    (app, answer, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_finishes_gets_408_after_the_request_timeout() {
+    // Promises 100 bytes, sends 10, then goes quiet.
+    let (app, answer, waited) = send_and_go_quiet(
+        b"POST /login HTTP/1.1\r\nHost: latchkey\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"username",
     )
     .await;
-    assert!(read.is_ok(), "no answer within 10 s");
-    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = answer.expect("no answer within 10 s");
+    assert!(waited >= Duration::from_millis(900));
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(
         answer.ends_with(r#"{"detail":"Request took too long"}"#),
@@ -336,29 +338,10 @@ async fn a_body_that_never_finishes_gets_408_after_the_request_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_head_that_never_finishes_is_cut_off() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let options = crate::helpers::Options::customized(|settings| {
-        settings.request_timeout_seconds = 1;
-    });
-    let app = TestApp::spawn_with(crate::helpers::Backend::Sqlite, options)
-        .await
-        .unwrap();
-    let host = app.address.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
     // Half a request head, then silence: the slowloris pattern.
-    stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: latchkey\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    let closed = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        stream.read_to_end(&mut answer),
-    )
-    .await;
-    assert!(closed.is_ok(), "the connection was still open after 5 s");
-    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    let (app, answer, _) = send_and_go_quiet(b"GET /health HTTP/1.1\r\nHost: latchkey\r\n").await;
+    let answer = answer.expect("the connection was still open after 10 s");
+    assert!(!answer.contains("200 OK"));
     // The server goes on serving everyone else.
     assert_eq!(app.login("nobody", ALICE_PASSWORD).await.status(), 400);
 }
