@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use latchkey::auth::{ClientContext, HashingParams, Keyring, PasswordHasher, TokenService};
+use latchkey::auth::{ClientContext, Keyring, PasswordHasher, TokenService};
 use latchkey::clock::SystemClock;
-use latchkey::config::Settings;
+use latchkey::config::{DatabaseUrl, Settings};
 use latchkey::domain::{Password, PasswordPolicy};
-use latchkey::startup::build_auth;
+use latchkey::startup::{build_auth, hashing_params};
+use latchkey::store::Store;
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -26,7 +27,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn hashing(criterion: &mut Criterion) {
     let runtime = runtime();
     let settings = Settings::default();
-    let params = HashingParams::from_settings(&settings).expect("params");
+    let params = hashing_params(&settings.passwords).expect("params");
     let hasher = PasswordHasher::new(params, 1, 8, Duration::from_secs(60)).expect("hasher");
     let typed = SecretString::from("benchmark passphrase 42");
     let password = Password::parse(&typed, PasswordPolicy { min_length: 8 }).expect("password");
@@ -49,27 +50,29 @@ fn hashing(criterion: &mut Criterion) {
 fn tokens(criterion: &mut Criterion) {
     let runtime = runtime();
     let directory = tempfile::tempdir().expect("directory");
-    let settings = Settings {
-        database_url: SecretString::from(format!(
-            "sqlite://{}/bench.db?mode=rwc",
-            directory.path().display()
-        )),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.database.url = DatabaseUrl::parse(&format!(
+        "sqlite://{}/bench.db?mode=rwc",
+        directory.path().display()
+    ))
+    .expect("database URL");
     let auth = runtime
         .block_on(build_auth(&settings, Arc::new(SystemClock)))
         .expect("auth");
+    let store = runtime
+        .block_on(Store::connect(settings.database.url.secret(), 1))
+        .expect("store");
     let keyring = runtime
         .block_on(Keyring::load_or_create(
-            auth.store(),
+            &store,
             &SystemClock,
             chrono::Utc::now(),
         ))
         .expect("keys");
     let service = TokenService::new(
         keyring,
-        settings.issuer(),
-        settings.audience.clone(),
+        settings.server.issuer(),
+        settings.tokens.audience.clone(),
         chrono::Duration::minutes(15),
         Arc::new(SystemClock),
     );

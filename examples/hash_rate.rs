@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use latchkey::auth::{HashingParams, PasswordHasher, default_hash_concurrency};
+use latchkey::auth::{PasswordHasher, default_hash_concurrency};
 use latchkey::config::Settings;
 use latchkey::domain::{Password, PasswordPolicy};
+use latchkey::startup::hashing_params;
 use secrecy::SecretString;
 
 const ROUNDS: usize = 20;
@@ -23,7 +24,7 @@ async fn main() {
     let settings = Settings::load(None).expect("configuration");
     let cores = default_hash_concurrency();
     let hasher = |concurrency: usize| {
-        let params = HashingParams::from_settings(&settings).expect("argon2 parameters");
+        let params = hashing_params(&settings.passwords).expect("argon2 parameters");
         let queue = ROUNDS * cores;
         Arc::new(
             PasswordHasher::new(params, concurrency, queue, Duration::from_secs(600))

@@ -99,7 +99,7 @@ pub fn run() -> ExitCode {
         print!("{}", settings.masked());
         return ExitCode::SUCCESS;
     }
-    telemetry::init(&settings);
+    telemetry::init(&settings.logging);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -126,7 +126,7 @@ pub fn run() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", telemetry::error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -141,8 +141,13 @@ async fn serve(settings: Settings) -> CommandResult {
     Ok(())
 }
 
+/// A small pool on the configured database, for commands that need no more.
+async fn connect(settings: &Settings, connections: u32) -> Result<Store, crate::store::StoreError> {
+    Store::connect(settings.database.url.secret(), connections).await
+}
+
 async fn migrate(settings: Settings) -> CommandResult {
-    let store = Store::connect(&settings.database_url, 1).await?;
+    let store = connect(&settings, 1).await?;
     store.migrate().await?;
     store.close().await;
     println!("migrations applied");
@@ -150,7 +155,7 @@ async fn migrate(settings: Settings) -> CommandResult {
 }
 
 async fn import_users(settings: Settings, from: String) -> CommandResult {
-    let store = Store::connect(&settings.database_url, 2).await?;
+    let store = connect(&settings, 2).await?;
     store.migrate().await?;
     let origin = SecretString::from(from);
     let report = import_origin_users(&store, &origin, &SystemClock).await?;
@@ -209,13 +214,13 @@ async fn set_disabled(auth: &Auth, name: &str, disabled: bool) -> CommandResult 
 }
 
 async fn keys(settings: Settings, command: KeysCommand) -> CommandResult {
-    if settings.secret_key.is_some() {
+    if settings.tokens.secret_key.is_some() {
         return Err(
             "SECRET_KEY is set: tokens are HS256 with that secret and there are no stored keys"
                 .into(),
         );
     }
-    let store = Store::connect(&settings.database_url, 1).await?;
+    let store = connect(&settings, 1).await?;
     store.migrate().await?;
     match command {
         KeysCommand::Rotate => {

@@ -18,10 +18,10 @@ use crate::auth::{
 };
 use crate::auth::{Throttle, ThrottlePolicy};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Settings;
+use crate::config::{self, Settings, Switch};
 use crate::domain::PasswordPolicy;
-use crate::http::{self, AppState};
-use crate::store::counters::{Bucket, Counters, FailureRule};
+use crate::http::{self, AppState, ForwardingHeader, TrustedProxies};
+use crate::store::counters::{Bucket, CounterError, Counters, FailureRule};
 use crate::store::{Store, StoreError};
 use secrecy::ExposeSecret;
 
@@ -37,14 +37,12 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Keys(#[from] KeyError),
-    #[error("{0}")]
-    Hashing(String),
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("LATCHKEY_REDIS_URL: {0}")]
-    Redis(String),
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    #[error("LATCHKEY_REDIS_URL")]
+    Redis(#[source] CounterError),
 }
 
 pub struct Application {
@@ -64,26 +62,27 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
+        let server = &settings.server;
         let listener =
-            TcpListener::bind(settings.listen)
+            TcpListener::bind(server.listen)
                 .await
                 .map_err(|source| StartupError::Bind {
-                    address: settings.listen,
+                    address: server.listen,
                     source,
                 })?;
         let auth = build_auth(&settings, clock).await?;
-        let trusted_proxies = settings.client_addressing()?;
         let state = AppState {
             auth,
-            trusted_proxies: Arc::new(trusted_proxies),
+            trusted_proxies: Arc::new(trusted_proxies(server)),
         };
-        let request_timeout =
-            std::time::Duration::from_secs(u64::from(settings.request_timeout_seconds));
+        let request_timeout = std::time::Duration::from_secs(server.request_timeout_seconds.get());
         Ok(Self {
             listener,
             router: http::router(state.clone(), request_timeout),
             state,
-            poll_every: std::time::Duration::from_millis(settings.revocation_poll_milliseconds),
+            poll_every: std::time::Duration::from_millis(
+                settings.sessions.revocation_poll_milliseconds.get(),
+            ),
             request_timeout,
         })
     }
@@ -127,47 +126,33 @@ pub async fn build_auth(
     settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<Auth>, StartupError> {
-    let hasher =
-        build_hasher(settings).map_err(|error| StartupError::Hashing(error.to_string()))?;
-    let store = Store::connect(&settings.database_url, settings.database_max_connections).await?;
+    let hasher = build_hasher(&settings.passwords)?;
+    let store = Store::connect(
+        settings.database.url.secret(),
+        settings.database.max_connections.get(),
+    )
+    .await?;
     store.migrate().await?;
-    let lifetime = Duration::minutes(i64::from(settings.access_token_expire_minutes));
-    let keyring = match &settings.secret_key {
-        Some(secret) => Keyring::from_secret(secret),
-        None => {
-            Keyring::load_or_create(
-                &store,
-                clock.as_ref(),
-                clock.now() - token_retention(lifetime),
-            )
-            .await?
-        }
-    };
-    let tokens = TokenService::new(
-        keyring,
-        settings.issuer(),
-        settings.audience.clone(),
-        lifetime,
-        Arc::clone(&clock),
-    );
+    let tokens = build_tokens(settings, &store, &clock).await?;
     let policy = PasswordPolicy {
-        min_length: settings.password_min_length,
+        // Bounded to 8..=128 by its type.
+        min_length: settings.passwords.password_min_length.get() as usize,
     };
     let sessions = SessionPolicy {
-        lifetime: Duration::hours(i64::from(settings.session_lifetime_hours)),
-        idle_timeout: Duration::hours(i64::from(settings.session_idle_timeout_hours)),
+        lifetime: Duration::hours(i64::from(settings.sessions.lifetime_hours.get())),
+        idle_timeout: Duration::hours(i64::from(settings.sessions.idle_timeout_hours.get())),
     };
-    let counters = match &settings.redis_url {
+    let counters = match &settings.throttle.redis_url {
         Some(url) => Counters::with_redis(
-            url.expose_secret(),
-            &settings.redis_prefix,
+            url.secret().expose_secret(),
+            &settings.throttle.redis_prefix,
             MAX_COUNTER_KEYS,
         )
         .await
         .map_err(StartupError::Redis)?,
         None => Counters::in_memory(MAX_COUNTER_KEYS),
     };
-    let throttle_policy = throttle_policy(settings);
+    let throttle_policy = throttle_policy(&settings.throttle);
     if !throttle_policy.enabled {
         tracing::warn!(
             "LATCHKEY_RATE_LIMITS=off: logins, registrations and token requests are not throttled"
@@ -180,6 +165,37 @@ pub async fn build_auth(
     // Sessions revoked before a restart stay revoked from the first request on.
     auth.sync_revocations().await?;
     Ok(auth)
+}
+
+/// The signing keys (the stored ones, or the origin's secret) and how tokens are stamped.
+async fn build_tokens(
+    settings: &Settings,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+) -> Result<TokenService, StartupError> {
+    let lifetime = Duration::minutes(settings.tokens.access_token_expire_minutes.get() as i64);
+    let keyring = match &settings.tokens.secret_key {
+        Some(secret) => Keyring::from_secret(secret.secret()),
+        None => {
+            let cutoff = clock.now() - token_retention(lifetime);
+            Keyring::load_or_create(store, clock.as_ref(), cutoff).await?
+        }
+    };
+    Ok(TokenService::new(
+        keyring,
+        settings.server.issuer(),
+        settings.tokens.audience.clone(),
+        lifetime,
+        Arc::clone(clock),
+    ))
+}
+
+fn trusted_proxies(server: &config::ServerSettings) -> TrustedProxies {
+    let header = match server.forwarded_header {
+        config::ForwardedHeader::XForwardedFor => ForwardingHeader::XForwardedFor,
+        config::ForwardedHeader::Forwarded => ForwardingHeader::Forwarded,
+    };
+    TrustedProxies::new(server.trusted_proxies.as_slice(), header)
 }
 
 /// Keeps revocations (every tick) and signing keys (every fourth) in step with
@@ -198,20 +214,20 @@ async fn poll_shared_state(auth: Arc<Auth>, every: std::time::Duration) {
 /// Most keys the in-memory counters track at once (about 100 bytes each).
 const MAX_COUNTER_KEYS: usize = 100_000;
 
-fn throttle_policy(settings: &Settings) -> ThrottlePolicy {
-    let seconds = |value: u32| i64::from(value) * 1000;
-    let lockouts = |threshold: u32| FailureRule {
-        window_ms: seconds(settings.login_failure_window_seconds),
-        threshold,
-        base_ms: seconds(settings.login_lockout_seconds),
-        cap_ms: seconds(settings.login_lockout_max_seconds),
+fn throttle_policy(settings: &config::ThrottleSettings) -> ThrottlePolicy {
+    let milliseconds = |seconds: std::num::NonZeroU32| i64::from(seconds.get()) * 1000;
+    let lockouts = |threshold: std::num::NonZeroU32| FailureRule {
+        window_ms: milliseconds(settings.login_failure_window_seconds),
+        threshold: threshold.get(),
+        base_ms: milliseconds(settings.login_lockout_seconds),
+        cap_ms: milliseconds(settings.login_lockout_max_seconds),
     };
-    let per = |count: u32, period_seconds: f64| Bucket {
-        capacity: f64::from(count),
-        per_second: f64::from(count) / period_seconds,
+    let per = |count: std::num::NonZeroU32, period_seconds: f64| Bucket {
+        capacity: f64::from(count.get()),
+        per_second: f64::from(count.get()) / period_seconds,
     };
     ThrottlePolicy {
-        enabled: settings.rate_limits == "on",
+        enabled: settings.rate_limits == Switch::On,
         account_failures: lockouts(settings.login_max_failures),
         client_failures: lockouts(settings.client_max_failed_logins),
         login: per(settings.rate_login_per_minute, 60.0),
@@ -221,13 +237,29 @@ fn throttle_policy(settings: &Settings) -> ThrottlePolicy {
     }
 }
 
-fn build_hasher(settings: &Settings) -> Result<PasswordHasher, HashingError> {
-    let params = HashingParams::from_settings(settings).map_err(HashingError::Failed)?;
+/// The argon2id parameters new hashes are made with.
+pub fn hashing_params(settings: &config::PasswordSettings) -> Result<HashingParams, HashingError> {
+    HashingParams::new(
+        settings.argon2_memory_kib,
+        settings.argon2_iterations,
+        settings.argon2_parallelism,
+    )
+}
+
+/// The password hasher and its threads, from the password settings.
+pub fn build_hasher(settings: &config::PasswordSettings) -> Result<PasswordHasher, HashingError> {
+    let params = hashing_params(settings)?;
     let concurrency = settings
         .hash_concurrency
-        .unwrap_or_else(default_hash_concurrency);
-    let wait_limit = std::time::Duration::from_millis(settings.hash_wait_timeout_milliseconds);
-    PasswordHasher::new(params, concurrency, settings.hash_queue_limit, wait_limit)
+        .map_or_else(default_hash_concurrency, std::num::NonZeroUsize::get);
+    let wait_limit =
+        std::time::Duration::from_millis(settings.hash_wait_timeout_milliseconds.get());
+    PasswordHasher::new(
+        params,
+        concurrency,
+        settings.hash_queue_limit.get(),
+        wait_limit,
+    )
 }
 
 async fn shutdown_signal() {

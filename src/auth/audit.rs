@@ -50,7 +50,7 @@ impl Auth {
             at: self.clock.now(),
             event: event.name().to_owned(),
             user_id,
-            client_ip: client.ip.clone(),
+            client_ip: client.ip.map(|ip| ip.to_string()),
             user_agent: client
                 .user_agent
                 .as_deref()

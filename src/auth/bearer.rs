@@ -1,11 +1,16 @@
 //! The bearer path, kept free of database reads: a token's signature and
-//! claims are verified once and remembered (keyed by the whole token, under
-//! std's randomly keyed SipHash) until it expires; every request still checks expiry and the in-memory revocations
-//! (revoked sessions and disabled users, both reloaded from the database).
+//! claims are verified once and remembered (keyed by the whole token) until
+//! it expires; every request still checks expiry and the in-memory
+//! revocations (revoked sessions and disabled users, both reloaded from the
+//! database).
+//!
+//! The memory is a bounded concurrent cache (quick_cache, randomly keyed
+//! hashing): when full it evicts its coldest entries, not all of them, and an
+//! entry past its token's `exp` is dropped on its next lookup.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use quick_cache::sync::Cache;
 use uuid::Uuid;
 
 use super::{Account, Auth, AuthError, LEEWAY_SECONDS, Principal};
@@ -21,40 +26,37 @@ struct Verified {
     exp: i64,
 }
 
-#[derive(Default)]
 pub(crate) struct VerifiedTokens {
-    entries: RwLock<HashMap<Box<str>, Verified>>,
+    entries: Cache<Box<str>, Verified>,
+}
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        Self {
+            entries: Cache::new(CAPACITY),
+        }
+    }
 }
 
 impl VerifiedTokens {
-    fn get(&self, token: &str) -> Option<Verified> {
-        self.entries
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(token)
-            .cloned()
+    /// The remembered verification of `token`, unless its token has expired
+    /// (then it is forgotten).
+    fn get(&self, token: &str, now: i64) -> Option<Verified> {
+        let verified = self.entries.get(token)?;
+        if verified.exp > now - LEEWAY_SECONDS {
+            return Some(verified);
+        }
+        self.entries.remove(token);
+        None
     }
 
     /// Forgets every verified token; the next request of each verifies again.
     pub(crate) fn clear(&self) {
-        self.entries
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+        self.entries.clear();
     }
 
-    fn insert(&self, token: &str, verified: Verified, now: i64) {
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if entries.len() >= CAPACITY {
-            entries.retain(|_, entry| entry.exp > now - LEEWAY_SECONDS);
-            if entries.len() >= CAPACITY {
-                entries.clear();
-            }
-        }
-        entries.insert(Box::from(token), verified);
+    fn insert(&self, token: &str, verified: Verified) {
+        self.entries.insert(Box::from(token), verified);
     }
 }
 
@@ -63,9 +65,9 @@ impl Auth {
     /// has not expired), its session is not revoked and its user not disabled.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let now = self.clock.now().timestamp();
-        let verified = match self.verified.get(token) {
-            Some(verified) if verified.exp > now - LEEWAY_SECONDS => verified,
-            _ => {
+        let verified = match self.verified.get(token, now) {
+            Some(verified) => verified,
+            None => {
                 let claims = self.tokens.verify(token).map_err(|error| {
                     tracing::debug!(%error, "bearer token refused");
                     AuthError::InvalidToken
@@ -77,7 +79,7 @@ impl Auth {
                     username: Arc::from(claims.preferred_username),
                     exp: claims.exp,
                 };
-                self.verified.insert(token, verified.clone(), now);
+                self.verified.insert(token, verified.clone());
                 verified
             }
         };

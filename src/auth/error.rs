@@ -39,21 +39,24 @@ pub enum AuthError {
     Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("password hashing failed: {0}")]
-    Hashing(String),
-    #[error("cannot sign a token: {0}")]
+    /// The service cannot serve: database unreachable or schema not current.
+    #[error("not ready")]
+    NotReady(#[source] StoreError),
+    #[error("password hashing failed")]
+    Hashing(#[source] HashingError),
+    #[error("cannot sign a token")]
     Signing(#[from] TokenError),
     #[error(transparent)]
     Keys(#[from] super::keys::KeyError),
-    #[error("{0}")]
-    Internal(String),
+    #[error("the system random generator failed")]
+    Random,
 }
 
 impl From<HashingError> for AuthError {
     fn from(error: HashingError) -> Self {
         match error {
             HashingError::Busy => Self::Busy,
-            HashingError::Failed(reason) => Self::Hashing(reason),
+            failed @ HashingError::Failed(_) => Self::Hashing(failed),
         }
     }
 }

@@ -13,7 +13,6 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::{ARGON2ID_IDENT, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::Settings;
 use crate::domain::{Password, normalize_password};
 
 /// How much more than the configured parameters a stored argon2 hash may ask
@@ -31,15 +30,11 @@ pub const MAX_BCRYPT_COST: u32 = 14;
 pub struct HashingParams(Params);
 
 impl HashingParams {
-    pub fn from_settings(settings: &Settings) -> Result<Self, String> {
-        Params::new(
-            settings.argon2_memory_kib,
-            settings.argon2_iterations,
-            settings.argon2_parallelism,
-            None,
-        )
-        .map(Self)
-        .map_err(|error| format!("invalid argon2 parameters: {error}"))
+    /// Memory in KiB, iterations and lanes, within argon2's own limits.
+    pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> Result<Self, HashingError> {
+        Params::new(memory_kib, iterations, parallelism, None)
+            .map(Self)
+            .map_err(|error| HashingError::Failed(format!("invalid argon2 parameters: {error}")))
     }
 }
 

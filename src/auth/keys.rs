@@ -51,7 +51,7 @@ pub struct PublicJwk {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("signing keys: {0}")]
+    #[error("signing keys")]
     Store(#[from] StoreError),
     #[error("a stored signing key is unusable: {0}")]
     Corrupt(String),

@@ -88,8 +88,7 @@ impl Auth {
         user_id: Option<Uuid>,
         context: &ClientContext,
     ) -> Result<(), AuthError> {
-        let client_ip = context.ip.as_deref();
-        let Some(wait) = self.throttle.login_blocked(account_key, client_ip).await else {
+        let Some(wait) = self.throttle.login_blocked(account_key, context.ip).await else {
             return Ok(());
         };
         self.audit(AuditEvent::LoginThrottled, user_id, context, "refused")
@@ -106,8 +105,7 @@ impl Auth {
         context: &ClientContext,
         outcome: &str,
     ) {
-        let client_ip = context.ip.as_deref();
-        if let Some(lock) = self.throttle.login_failed(account_key, client_ip).await {
+        if let Some(lock) = self.throttle.login_failed(account_key, context.ip).await {
             let locked = format!("locked for {}s", lock.as_secs());
             self.audit(AuditEvent::Lockout, user_id, context, &locked)
                 .await;

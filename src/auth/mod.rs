@@ -16,6 +16,7 @@ mod import;
 mod keys;
 mod login;
 mod oauth;
+mod operations;
 mod register;
 mod revocation;
 mod secrets;
@@ -41,6 +42,7 @@ pub use import::{ImportReport, SkippedRow, import_origin_users};
 pub use keys::{KeyError, Keyring, PublicJwk};
 pub use login::LoginOutcome;
 pub use oauth::{CreatedClient, Introspection};
+pub use operations::{MetricsSnapshot, ProviderMetadata};
 pub use register::Registration;
 pub use revocation::RevokedSessions;
 pub use sessions::{ClientContext, LogoutScope, TokenPair};
@@ -120,30 +122,6 @@ impl Auth {
             verified: bearer::VerifiedTokens::default(),
             throttle,
         }
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn tokens(&self) -> &TokenService {
-        &self.tokens
-    }
-
-    pub fn hasher(&self) -> &PasswordHasher {
-        &self.hasher
-    }
-
-    pub fn revoked_sessions(&self) -> &RevokedSessions {
-        &self.revoked
-    }
-
-    pub fn throttle(&self) -> &Throttle {
-        &self.throttle
-    }
-
-    pub fn clock(&self) -> &dyn Clock {
-        self.clock.as_ref()
     }
 
     /// Signature, claims and revocation; no database.

@@ -16,7 +16,7 @@ pub(crate) fn new_secret() -> Result<(SecretString, String), AuthError> {
     let mut bytes = [0u8; 32];
     SystemRandom::new()
         .fill(&mut bytes)
-        .map_err(|_| AuthError::Internal("the system random generator failed".to_owned()))?;
+        .map_err(|_| AuthError::Random)?;
     let secret = URL_SAFE_NO_PAD.encode(bytes);
     let hash = hash_secret(&secret);
     Ok((SecretString::from(secret), hash))

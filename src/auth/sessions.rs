@@ -4,6 +4,8 @@
 //! Every revocation is written to the database first, then to this
 //! instance's in-memory set; other instances pick it up by polling.
 
+use std::net::IpAddr;
+
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -16,7 +18,7 @@ use super::{AuditEvent, Auth, AuthError, IssuedToken, Principal, token_retention
 #[derive(Debug, Clone, Default)]
 pub struct ClientContext {
     pub user_agent: Option<String>,
-    pub ip: Option<String>,
+    pub ip: Option<IpAddr>,
 }
 
 /// What a successful login or refresh hands out.
@@ -62,7 +64,7 @@ impl Auth {
                 now,
                 expires_at: now + self.sessions.lifetime,
                 user_agent,
-                client_ip: context.ip.as_deref(),
+                client_ip: context.ip,
                 refresh_token_hash: &refresh_hash,
             })
             .await?;

@@ -10,8 +10,7 @@
 //! A client is an IPv4 address or an IPv6 /64: one host can pick any address
 //! of its /64, so counting single IPv6 addresses would give it endless budgets.
 
-use std::borrow::Cow;
-use std::net::Ipv6Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -71,8 +70,9 @@ impl Throttle {
         }
     }
 
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// Redis is configured but unreachable: counting locally meanwhile.
+    pub fn is_degraded(&self) -> bool {
+        self.counters.is_degraded()
     }
 
     /// Requests refused by a throttle since start, for `/metrics`.
@@ -88,7 +88,7 @@ impl Throttle {
     }
 
     /// Takes one request from the client's budget for the route group; `Err(wait)` when spent.
-    pub async fn admit(&self, group: RouteGroup, client: &str) -> Result<(), Duration> {
+    pub async fn admit(&self, group: RouteGroup, client: Option<IpAddr>) -> Result<(), Duration> {
         if !self.policy.enabled {
             return Ok(());
         }
@@ -105,14 +105,14 @@ impl Throttle {
     }
 
     /// How long logins for this account, or from this client, are refused.
-    pub async fn login_blocked(&self, account: &str, client: Option<&str>) -> Option<Duration> {
+    pub async fn login_blocked(&self, account: &str, client: Option<IpAddr>) -> Option<Duration> {
         if !self.policy.enabled {
             return None;
         }
         let now = self.now_ms();
         let account_wait = self.counters.locked(&account_key(account), now).await;
         let client_wait = match client {
-            Some(client) => self.counters.locked(&client_key(client), now).await,
+            Some(client) => self.counters.locked(&client_key(Some(client)), now).await,
             None => None,
         };
         let wait = account_wait.max(client_wait);
@@ -120,14 +120,14 @@ impl Throttle {
     }
 
     /// Counts a failed login; returns the account lock it started, if any.
-    pub async fn login_failed(&self, account: &str, client: Option<&str>) -> Option<Duration> {
+    pub async fn login_failed(&self, account: &str, client: Option<IpAddr>) -> Option<Duration> {
         if !self.policy.enabled {
             return None;
         }
         let now = self.now_ms();
         if let Some(client) = client {
             self.counters
-                .fail(&client_key(client), self.policy.client_failures, now)
+                .fail(&client_key(Some(client)), self.policy.client_failures, now)
                 .await;
         }
         self.counters
@@ -150,18 +150,20 @@ fn account_key(account: &str) -> String {
     format!("account:{account}")
 }
 
-fn client_key(client: &str) -> String {
+fn client_key(client: Option<IpAddr>) -> String {
     format!("client-failures:{}", client_unit(client))
 }
 
-/// What a client is counted as: IPv6 addresses by their /64, anything else as it is.
-fn client_unit(client: &str) -> Cow<'_, str> {
-    match client.parse::<Ipv6Addr>() {
-        Ok(address) if address.to_ipv4_mapped().is_none() => {
+/// What a client is counted as: IPv6 addresses by their /64, IPv4 ones
+/// alone; a request without a peer address (only in-process) as `unknown`.
+fn client_unit(client: Option<IpAddr>) -> String {
+    match client {
+        Some(IpAddr::V6(address)) if address.to_ipv4_mapped().is_none() => {
             let [a, b, c, d, ..] = address.segments();
-            Cow::Owned(format!("{a:x}:{b:x}:{c:x}:{d:x}::/64"))
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
         }
-        _ => Cow::Borrowed(client),
+        Some(address) => address.to_string(),
+        None => "unknown".to_owned(),
     }
 }
 
@@ -171,14 +173,15 @@ mod tests {
 
     #[test]
     fn ipv6_clients_are_counted_by_their_64_and_ipv4_ones_alone() {
-        assert_eq!(client_unit("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        let unit = |address: &str| client_unit(Some(address.parse().unwrap()));
+        assert_eq!(unit("2001:db8:1:2::1"), "2001:db8:1:2::/64");
         assert_eq!(
-            client_unit("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            unit("2001:db8:1:2:ffff:ffff:ffff:ffff"),
             "2001:db8:1:2::/64"
         );
-        assert_eq!(client_unit("2001:db8:1:3::1"), "2001:db8:1:3::/64");
-        assert_eq!(client_unit("203.0.113.7"), "203.0.113.7");
-        assert_eq!(client_unit("::ffff:203.0.113.7"), "::ffff:203.0.113.7");
-        assert_eq!(client_unit("unknown"), "unknown");
+        assert_eq!(unit("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+        assert_eq!(unit("203.0.113.7"), "203.0.113.7");
+        assert_eq!(unit("::ffff:203.0.113.7"), "::ffff:203.0.113.7");
+        assert_eq!(client_unit(None), "unknown");
     }
 }

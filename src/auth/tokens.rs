@@ -60,7 +60,7 @@ impl std::fmt::Debug for IssuedToken {
 pub enum TokenError {
     #[error("token rejected: {0}")]
     Rejected(&'static str),
-    #[error("token rejected by the JWT library: {0}")]
+    #[error("token rejected by the JWT library")]
     Invalid(#[from] jsonwebtoken::errors::Error),
 }
 

@@ -8,11 +8,12 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{HeaderMap, header};
+use ipnet::IpNet;
 
 /// Addresses and CIDR ranges whose forwarding headers are believed.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
-    ranges: Vec<(IpAddr, u8)>,
+    ranges: Vec<IpNet>,
     header: ForwardingHeader,
 }
 
@@ -24,34 +25,19 @@ pub enum ForwardingHeader {
     Forwarded,
 }
 
-impl ForwardingHeader {
-    /// `x-forwarded-for` or `forwarded`, in any case.
-    pub fn parse(name: &str) -> Result<Self, String> {
-        match name.to_ascii_lowercase().as_str() {
-            "x-forwarded-for" => Ok(Self::XForwardedFor),
-            "forwarded" => Ok(Self::Forwarded),
-            _ => Err(format!("{name:?} is neither x-forwarded-for nor forwarded")),
-        }
-    }
-}
-
 impl TrustedProxies {
-    /// Parses `"10.0.0.0/8, 192.168.1.7, ::1"`; `header` is the one they write.
-    pub fn parse(list: &str, header: ForwardingHeader) -> Result<Self, String> {
-        let ranges = list
-            .split(',')
-            .map(str::trim)
-            .filter(|entry| !entry.is_empty())
-            .map(parse_range)
-            .collect::<Result<_, _>>()?;
-        Ok(Self { ranges, header })
+    /// The networks whose `header` is believed; IPv4-mapped IPv6 entries count as IPv4.
+    pub fn new(networks: &[IpNet], header: ForwardingHeader) -> Self {
+        let ranges = networks
+            .iter()
+            .map(|network| canonical_network(*network))
+            .collect();
+        Self { ranges, header }
     }
 
     pub fn contains(&self, address: IpAddr) -> bool {
         let address = canonical(address);
-        self.ranges
-            .iter()
-            .any(|(network, prefix)| in_range(address, *network, *prefix))
+        self.ranges.iter().any(|network| network.contains(&address))
     }
 
     /// The client behind `peer`, as far as trusted proxies vouch for it.
@@ -71,23 +57,6 @@ impl TrustedProxies {
     }
 }
 
-fn parse_range(entry: &str) -> Result<(IpAddr, u8), String> {
-    let (address, prefix) = match entry.split_once('/') {
-        Some((address, prefix)) => (address, Some(prefix)),
-        None => (entry, None),
-    };
-    let address: IpAddr = address
-        .parse()
-        .map_err(|_| format!("{entry:?} is not an address or CIDR range"))?;
-    let max = if address.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix {
-        Some(prefix) => prefix.parse::<u8>().ok().filter(|prefix| *prefix <= max),
-        None => Some(max),
-    }
-    .ok_or_else(|| format!("{entry:?} has an invalid prefix length"))?;
-    Ok((canonical(address), prefix))
-}
-
 /// IPv4-mapped IPv6 addresses compare as IPv4.
 fn canonical(address: IpAddr) -> IpAddr {
     match address {
@@ -96,17 +65,14 @@ fn canonical(address: IpAddr) -> IpAddr {
     }
 }
 
-fn in_range(address: IpAddr, network: IpAddr, prefix: u8) -> bool {
-    match (address, network) {
-        (IpAddr::V4(address), IpAddr::V4(network)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            u32::from(address) & mask == u32::from(network) & mask
-        }
-        (IpAddr::V6(address), IpAddr::V6(network)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            u128::from(address) & mask == u128::from(network) & mask
-        }
-        _ => false,
+/// `::ffff:10.0.0.0/104` is `10.0.0.0/8`: addresses are compared in their IPv4 form.
+fn canonical_network(network: IpNet) -> IpNet {
+    match network {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).unwrap_or(network),
+            None => network,
+        },
+        other => other,
     }
 }
 
@@ -166,13 +132,25 @@ mod tests {
         map
     }
 
+    fn proxies_of(list: &str, header: ForwardingHeader) -> TrustedProxies {
+        let networks: Vec<IpNet> = list
+            .split(',')
+            .map(str::trim)
+            .map(|entry| match entry.parse::<IpNet>() {
+                Ok(network) => network,
+                Err(_) => IpNet::from(entry.parse::<IpAddr>().unwrap()),
+            })
+            .collect();
+        TrustedProxies::new(&networks, header)
+    }
+
     fn peer(address: &str) -> SocketAddr {
         SocketAddr::new(address.parse().unwrap(), 40000)
     }
 
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
-        let proxies = TrustedProxies::parse("10.0.0.0/8", ForwardingHeader::XForwardedFor).unwrap();
+        let proxies = proxies_of("10.0.0.0/8", ForwardingHeader::XForwardedFor);
         let spoofed = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
         assert_eq!(
             proxies.client(peer("203.0.113.9"), &spoofed),
@@ -187,9 +165,7 @@ mod tests {
 
     #[test]
     fn trusted_proxies_are_walked_from_the_right() {
-        let proxies =
-            TrustedProxies::parse("10.0.0.0/8, 192.168.1.7", ForwardingHeader::XForwardedFor)
-                .unwrap();
+        let proxies = proxies_of("10.0.0.0/8, 192.168.1.7", ForwardingHeader::XForwardedFor);
         let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.4, 192.168.1.7")]);
         // 6.6.6.6 was written by the client itself; the first untrusted hop from the right is the client.
         assert_eq!(
@@ -200,8 +176,7 @@ mod tests {
             "forwarded",
             "for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.2",
         )]);
-        let rfc_7239 =
-            TrustedProxies::parse("10.0.0.0/8, 192.168.1.7", ForwardingHeader::Forwarded).unwrap();
+        let rfc_7239 = proxies_of("10.0.0.0/8, 192.168.1.7", ForwardingHeader::Forwarded);
         assert_eq!(
             rfc_7239.client(peer("10.1.2.3"), &forwarded),
             "2001:db8::1".parse::<IpAddr>().unwrap()
@@ -220,38 +195,30 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
             ("forwarded", "for=198.51.100.4"),
         ]);
-        let rfc_7239 = TrustedProxies::parse("10.0.0.0/8", ForwardingHeader::Forwarded).unwrap();
+        let rfc_7239 = proxies_of("10.0.0.0/8", ForwardingHeader::Forwarded);
         assert_eq!(
             rfc_7239.client(peer("10.1.2.3"), &both),
             "198.51.100.4".parse::<IpAddr>().unwrap()
         );
         let only_xff = headers(&[("forwarded", "for=198.51.100.4")]);
-        let xff = TrustedProxies::parse("10.0.0.0/8", ForwardingHeader::XForwardedFor).unwrap();
+        let xff = proxies_of("10.0.0.0/8", ForwardingHeader::XForwardedFor);
         assert_eq!(
             xff.client(peer("10.1.2.3"), &only_xff),
             "10.1.2.3".parse::<IpAddr>().unwrap()
-        );
-        assert!(ForwardingHeader::parse("x-real-ip").is_err());
-        assert_eq!(
-            ForwardingHeader::parse("Forwarded"),
-            Ok(ForwardingHeader::Forwarded)
         );
     }
 
     #[test]
     fn ranges_parse_and_match() {
-        let proxies =
-            TrustedProxies::parse("127.0.0.1/32,::1,fd00::/8", ForwardingHeader::XForwardedFor)
-                .unwrap();
+        let proxies = proxies_of("127.0.0.1/32,::1,fd00::/8", ForwardingHeader::XForwardedFor);
         assert!(proxies.contains("127.0.0.1".parse().unwrap()));
         assert!(proxies.contains("::ffff:127.0.0.1".parse().unwrap()));
         assert!(proxies.contains("fd12::5".parse().unwrap()));
         assert!(!proxies.contains("127.0.0.2".parse().unwrap()));
-        assert!(TrustedProxies::parse("10.0.0.0/33", ForwardingHeader::XForwardedFor).is_err());
-        assert!(TrustedProxies::parse("proxy.example", ForwardingHeader::XForwardedFor).is_err());
+        let mapped = proxies_of("::ffff:10.0.0.0/104", ForwardingHeader::XForwardedFor);
+        assert!(mapped.contains("10.9.9.9".parse().unwrap()));
         assert!(
-            TrustedProxies::parse("0.0.0.0/0", ForwardingHeader::XForwardedFor)
-                .unwrap()
+            proxies_of("0.0.0.0/0", ForwardingHeader::XForwardedFor)
                 .contains("8.8.8.8".parse().unwrap())
         );
     }

@@ -2,8 +2,15 @@
 //!
 //! Every error body is JSON with a `detail` member, the origin's shape: a
 //! string, or for validation failures a list of `{loc, msg, type}`. Server
-//! faults answer an opaque 500 and log their cause inside the request's span
-//! (which carries the request id); their text is never sent.
+//! faults answer an opaque 500 (or 503) and travel whole, causes included, in
+//! the response's extensions as a [`ServerFault`]; [`log_server_faults`] logs
+//! each once, inside the request's span (which carries the request id). Their
+//! text is never sent.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::Next;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,6 +19,56 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::AuthError;
+use crate::telemetry::error_chain;
+
+/// What went wrong on our side, kept with its causes for the log.
+#[derive(Clone)]
+pub struct ServerFault(Arc<dyn std::error::Error + Send + Sync>);
+
+impl ServerFault {
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+}
+
+impl std::fmt::Debug for ServerFault {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&error_chain(self.0.as_ref()))
+    }
+}
+
+impl std::fmt::Display for ServerFault {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(formatter)
+    }
+}
+
+/// Attaches a fault to its response, for [`log_server_faults`].
+pub(crate) fn attach(mut response: Response, fault: ServerFault) -> Response {
+    response.extensions_mut().insert(fault);
+    response
+}
+
+/// Logs the fault a response carries, once, with the request's span: 5xx
+/// other than 503 at error, unavailability at warn.
+pub(crate) async fn log_server_faults(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(fault) = response.extensions().get::<ServerFault>() {
+        let status = response.status().as_u16();
+        let error = error_chain(fault.0.as_ref());
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(status, %error, "service unavailable");
+        } else {
+            tracing::error!(status, %error, "request failed");
+        }
+    }
+    response
+}
+
+/// A handler panicked; the panic's message is logged by the panic hook.
+#[derive(Debug, thiserror::Error)]
+#[error("a handler panicked")]
+pub struct Panicked;
 
 /// `{"detail": "..."}`
 #[derive(Debug, Serialize, ToSchema)]
@@ -74,9 +131,9 @@ pub enum ApiError {
     #[error("Server busy, retry shortly")]
     Busy,
     #[error("Service unavailable")]
-    Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    Unavailable(ServerFault),
+    #[error("Internal server error")]
+    Internal(ServerFault),
 }
 
 impl From<AuthError> for ApiError {
@@ -102,11 +159,12 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidToken => Self::InvalidToken,
             AuthError::Throttled(wait) => Self::Throttled(wait),
             AuthError::Busy => Self::Busy,
+            AuthError::NotReady(_) => Self::Unavailable(ServerFault::new(error)),
             AuthError::Store(_)
             | AuthError::Hashing(_)
             | AuthError::Signing(_)
             | AuthError::Keys(_)
-            | AuthError::Internal(_) => Self::Internal(error.to_string()),
+            | AuthError::Random => Self::Internal(ServerFault::new(error)),
         }
     }
 }
@@ -131,17 +189,19 @@ impl IntoResponse for ApiError {
             Self::Busy | Self::Unavailable(_) => Some(1),
             _ => None,
         };
+        let mut fault = None;
         let detail = match self {
             Self::Validation(issues) => {
                 return (status, Json(ValidationErrors { detail: issues })).into_response();
             }
-            Self::Internal(cause) => {
-                tracing::error!(%cause, "request failed");
-                "Internal server error".to_owned()
-            }
-            Self::Unavailable(cause) => {
-                tracing::warn!(%cause, "not ready");
-                "Service unavailable".to_owned()
+            Self::Internal(cause) | Self::Unavailable(cause) => {
+                let detail = if status == StatusCode::SERVICE_UNAVAILABLE {
+                    "Service unavailable"
+                } else {
+                    "Internal server error"
+                };
+                fault = Some(cause);
+                detail.to_owned()
             }
             Self::UnsupportedMediaType(expected) => {
                 format!("Unsupported media type: send {expected}")
@@ -156,7 +216,10 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        response
+        match fault {
+            Some(fault) => attach(response, fault),
+            None => response,
+        }
     }
 }
 

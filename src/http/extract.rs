@@ -91,12 +91,7 @@ impl FromRequestParts<AppState> for Client {
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| {
-                state
-                    .trusted_proxies
-                    .client(*peer, &parts.headers)
-                    .to_string()
-            });
+            .map(|ConnectInfo(peer)| state.trusted_proxies.client(*peer, &parts.headers));
         Ok(Self(ClientContext { user_agent, ip }))
     }
 }

@@ -35,7 +35,8 @@ use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use client_ip::{ForwardingHeader, TrustedProxies};
-pub use error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
+pub use error::{ApiError, ErrorDetail, ServerFault, ValidationErrors, ValidationIssue};
+use error::{Panicked, log_server_faults};
 pub use serve::serve;
 pub use state::AppState;
 
@@ -83,6 +84,7 @@ fn with_edge<S: Clone + Send + Sync + 'static>(
                         ),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(middleware::from_fn(log_server_faults))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
@@ -120,7 +122,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// A panic in a handler becomes an opaque JSON 500; the server keeps serving.
 fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    ApiError::Internal("a handler panicked".to_owned()).into_response()
+    ApiError::Internal(ServerFault::new(Panicked)).into_response()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiError, ErrorDetail, retry_after_seconds};
+use super::error::{ApiError, ErrorDetail, ServerFault, attach, retry_after_seconds};
 use super::extract::{Client, CurrentUser, FORM, media_type, read_body};
 use super::origin::{TokenResponse, no_store};
 use super::state::AppState;
@@ -44,6 +44,8 @@ pub struct OAuthError {
     status: StatusCode,
     #[serde(skip)]
     retry_after: Option<u64>,
+    #[serde(skip)]
+    fault: Option<ServerFault>,
 }
 
 impl OAuthError {
@@ -53,6 +55,7 @@ impl OAuthError {
             error_description: description.into(),
             status: StatusCode::BAD_REQUEST,
             retry_after: None,
+            fault: None,
         }
     }
 
@@ -83,14 +86,11 @@ impl OAuthError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 ..Self::new("temporarily_unavailable", "Server busy, retry shortly")
             },
-            other => {
-                // Logged with the request's span by the ApiError mapping.
-                let _ = ApiError::from(other).into_response();
-                Self {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    ..Self::new("server_error", "Internal server error")
-                }
-            }
+            other => Self {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                fault: Some(ServerFault::new(other)),
+                ..Self::new("server_error", "Internal server error")
+            },
         }
     }
 }
@@ -99,6 +99,7 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = self.status;
         let retry_after = self.retry_after;
+        let fault = self.fault.clone();
         let mut response = no_store((status, Json(self)));
         let headers = response.headers_mut();
         if status == StatusCode::UNAUTHORIZED {
@@ -113,7 +114,10 @@ impl IntoResponse for OAuthError {
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        response
+        match fault {
+            Some(fault) => attach(response, fault),
+            None => response,
+        }
     }
 }
 
@@ -304,9 +308,9 @@ async fn userinfo(
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oauth",
     responses((status = 200, description = "Provider metadata", body = Object)))]
 async fn discovery(State(state): State<AppState>) -> Json<Value> {
-    let tokens = state.auth.tokens();
-    let issuer = tokens.issuer();
-    let algorithm = tokens.keyring().signing_algorithm();
+    let metadata = state.auth.provider_metadata();
+    let issuer = metadata.issuer;
+    let algorithm = metadata.signing_algorithm;
     Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),

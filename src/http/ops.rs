@@ -25,8 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    let auth = &state.auth;
-    let throttle = auth.throttle();
+    let snapshot = state.auth.metrics_snapshot();
     let body = format!(
         "# HELP latchkey_rate_limit_redis_degraded 1 while Redis is configured but unreachable, so limits are per instance.\n\
          # TYPE latchkey_rate_limit_redis_degraded gauge\n\
@@ -40,10 +39,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
          # HELP latchkey_revoked_sessions Revoked sessions whose access tokens may still be presented.\n\
          # TYPE latchkey_revoked_sessions gauge\n\
          latchkey_revoked_sessions {}\n",
-        u8::from(throttle.counters().is_degraded()),
-        throttle.refused(),
-        auth.hasher().waiting(),
-        auth.revoked_sessions().len(),
+        u8::from(snapshot.redis_degraded),
+        snapshot.throttled_requests,
+        snapshot.hashing_waiting,
+        snapshot.revoked_sessions,
     );
     let mut response = body.into_response();
     response.headers_mut().insert(
@@ -73,15 +72,7 @@ async fn health() -> Json<Status> {
         (status = 503, description = "Database unreachable or migrations pending", body = ErrorDetail),
     ))]
 async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
-    let store = state.auth.store();
-    store
-        .ping()
-        .await
-        .map_err(|error| ApiError::Unavailable(error.to_string()))?;
-    store
-        .check_migrations()
-        .await
-        .map_err(|error| ApiError::Unavailable(error.to_string()))?;
+    state.auth.readiness().await?;
     Ok(Json(Status { status: "ready" }))
 }
 
@@ -95,7 +86,7 @@ pub struct JwkSet {
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
     responses((status = 200, description = "Public signing keys", body = JwkSet)))]
 async fn jwks(State(state): State<AppState>) -> Response {
-    let keys = state.auth.tokens().keyring().public_keys().to_vec();
+    let keys = state.auth.public_keys();
     let mut response = Json(JwkSet { keys }).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,

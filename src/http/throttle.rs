@@ -53,11 +53,9 @@ pub async fn admit(
     group: RouteGroup,
     client: &ClientContext,
 ) -> Result<(), ApiError> {
-    let address = client.ip.as_deref().unwrap_or("unknown");
     state
         .auth
-        .throttle()
-        .admit(group, address)
+        .admit(group, client.ip)
         .await
         .map_err(ApiError::Throttled)
 }

@@ -12,7 +12,7 @@ pub enum StoreError {
     Conflict,
     #[error("invalid database configuration: {0}")]
     Config(String),
-    #[error("cannot connect to the database: {0}")]
+    #[error("cannot connect to the database")]
     Connect(#[source] DbErr),
     /// The database was migrated by a newer latchkey than this one.
     #[error(
@@ -24,7 +24,7 @@ pub enum StoreError {
     MigrationsPending,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[from] DbErr),
 }
 

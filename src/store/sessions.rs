@@ -5,6 +5,8 @@
 //! presenters of the same token wins on every backend, without row locks; a
 //! loser sees a spent token, which is reuse, and ends the session.
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -53,7 +55,7 @@ pub struct NewSession<'a> {
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub user_agent: Option<&'a str>,
-    pub client_ip: Option<&'a str>,
+    pub client_ip: Option<IpAddr>,
     /// SHA-256 (hex) of the session's first refresh token.
     pub refresh_token_hash: &'a str,
 }
@@ -85,7 +87,7 @@ impl Store {
                 last_used_at: Set(new.now),
                 expires_at: Set(new.expires_at),
                 user_agent: Set(new.user_agent.map(str::to_owned)),
-                client_ip: Set(new.client_ip.map(str::to_owned)),
+                client_ip: Set(new.client_ip.map(|ip| ip.to_string())),
                 revoked_at: Set(None),
                 revoked_reason: Set(None),
             })

@@ -1,18 +1,20 @@
 //! Abuse protection: lockouts, per-client limits, trusted proxies, Redis
 //! shared across instances (and its outage), the hashing bound, the audit trail.
 
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
 use latchkey::clock::ManualClock;
-use secrecy::SecretString;
+use latchkey::config::{Networks, SecretUrl, Switch};
 use serde_json::json;
 
-use crate::helpers::{ALICE_PASSWORD, Backend, Options, TestApp, json_with_status};
-use crate::on_every_backend;
+use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
 
-on_every_backend!(thirty_wrong_passwords_lock_the_account_until_the_wait_is_over);
+fn count(value: u32) -> NonZeroU32 {
+    NonZeroU32::new(value).expect("a count above zero")
+}
 
 const WRONG: &str = "not the right password";
 
@@ -39,7 +41,9 @@ fn retry_after(response: &reqwest::Response) -> i64 {
         .unwrap()
 }
 
-async fn thirty_wrong_passwords_lock_the_account_until_the_wait_is_over(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_wrong_passwords_lock_the_account_until_the_wait_is_over() {
+    let app = TestApp::spawn().await;
     let (app, clock) = app.with_manual_clock().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
@@ -99,7 +103,7 @@ async fn the_lock_doubles_with_each_further_failure_up_to_its_cap() {
         clock: Some(clock.clone()),
         ..Options::default()
     };
-    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let app = TestApp::spawn_with(options).await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     for _ in 0..10 {
@@ -123,7 +127,7 @@ async fn the_lock_doubles_with_each_further_failure_up_to_its_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_failures_over_fifty_usernames_throttle_the_client_even_with_spoofed_headers() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn().await;
     for n in 0..50 {
         let response =
             login_from(&app, &format!("user{n}"), WRONG, &format!("198.51.100.{n}")).await;
@@ -144,8 +148,10 @@ async fn fifty_failures_over_fifty_usernames_throttle_the_client_even_with_spoof
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_headers_count_only_from_trusted_proxies() {
-    let options = Options::customized(|settings| settings.trusted_proxies = "127.0.0.1".to_owned());
-    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let options = Options::customized(|settings| {
+        settings.server.trusted_proxies = Networks::parse("127.0.0.1").unwrap()
+    });
+    let app = TestApp::spawn_with(options).await;
     for n in 0..50 {
         login_from(&app, &format!("user{n}"), WRONG, "198.51.100.1").await;
     }
@@ -176,8 +182,9 @@ async fn forwarding_headers_count_only_from_trusted_proxies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_per_client_are_limited() {
-    let options = Options::customized(|settings| settings.rate_register_per_hour = 3);
-    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let options =
+        Options::customized(|settings| settings.throttle.rate_register_per_hour = count(3));
+    let app = TestApp::spawn_with(options).await;
     for n in 0..3 {
         let response = app
             .register(
@@ -200,8 +207,9 @@ async fn registrations_per_client_are_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refreshes_per_client_are_limited_with_an_rfc_6749_body() {
-    let options = Options::customized(|settings| settings.rate_refresh_per_minute = 2);
-    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let options =
+        Options::customized(|settings| settings.throttle.rate_refresh_per_minute = count(2));
+    let app = TestApp::spawn_with(options).await;
     for _ in 0..2 {
         assert_eq!(app.refresh("unknown").await.status(), 400);
     }
@@ -215,8 +223,8 @@ async fn refreshes_per_client_are_limited_with_an_rfc_6749_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_off_turns_every_throttle_off() {
-    let options = Options::customized(|settings| settings.rate_limits = "off".to_owned());
-    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let options = Options::customized(|settings| settings.throttle.rate_limits = Switch::Off);
+    let app = TestApp::spawn_with(options).await;
     for _ in 0..30 {
         assert_eq!(app.login("alice", WRONG).await.status(), 400);
     }
@@ -225,11 +233,11 @@ async fn rate_limits_off_turns_every_throttle_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_flood_gets_fast_503s_and_never_starves_protected_routes() {
     let options = Options::customized(|settings| {
-        settings.hash_concurrency = Some(1);
-        settings.hash_queue_limit = 2;
-        settings.rate_limits = "off".to_owned();
+        settings.passwords.hash_concurrency = NonZeroUsize::new(1);
+        settings.passwords.hash_queue_limit = NonZeroUsize::MIN.saturating_add(1);
+        settings.throttle.rate_limits = Switch::Off;
     });
-    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let app = TestApp::spawn_with(options).await;
     let token = app.alice_token().await;
     let flood: Vec<_> = (0..24)
         .map(|_| {
@@ -266,7 +274,7 @@ async fn a_login_flood_gets_fast_503s_and_never_starves_protected_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_events_are_audited_without_secrets() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     for _ in 0..10 {
@@ -294,34 +302,24 @@ async fn security_events_are_audited_without_secrets() {
     assert!(app.auth.audit_trail("nobody", 5).await.unwrap().is_none());
 }
 
-fn redis_url() -> Option<String> {
-    match std::env::var("LATCHKEY_TEST_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            assert!(
-                std::env::var("LATCHKEY_TEST_REQUIRE_ALL_BACKENDS").is_err(),
-                "LATCHKEY_TEST_REDIS_URL is not set but every backend is required"
-            );
-            eprintln!("skipped: LATCHKEY_TEST_REDIS_URL is not set");
-            None
-        }
-    }
+/// The Redis server shared-counter tests use: `LATCHKEY_TEST_REDIS_URL`, or
+/// the local default. A server that cannot be reached fails those tests.
+fn redis_url() -> String {
+    std::env::var("LATCHKEY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 fn with_redis(url: String, prefix: String) -> Options {
     Options::customized(move |settings| {
-        settings.redis_url = Some(SecretString::from(url.clone()));
-        settings.redis_prefix.clone_from(&prefix);
+        settings.throttle.redis_url = Some(SecretUrl::parse(&url).unwrap());
+        settings.throttle.redis_prefix.clone_from(&prefix);
     })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_sharing_redis_enforce_one_account_limit() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = format!("latchkey-test-{}:", uuid::Uuid::now_v7().simple());
-    let first = TestApp::spawn_with(Backend::Sqlite, with_redis(url.clone(), prefix.clone()))
-        .await
-        .unwrap();
+    let first = TestApp::spawn_with(with_redis(url.clone(), prefix.clone())).await;
     let second = first.sibling(with_redis(url, prefix)).await;
     first
         .register("alice", "alice@example.com", ALICE_PASSWORD)
@@ -406,9 +404,6 @@ async fn wait_until_degraded_is(app: &TestApp, expected: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_falls_back_to_local_counters_and_recovers() {
-    if redis_url().is_none() {
-        return;
-    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -416,7 +411,7 @@ async fn a_redis_outage_falls_back_to_local_counters_and_recovers() {
         .port();
     let redis = OwnRedis::start(port);
     let options = with_redis(format!("redis://127.0.0.1:{port}"), "latchkey:".to_owned());
-    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let app = TestApp::spawn_with(options).await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     assert!(!degraded(&app).await);
@@ -444,9 +439,7 @@ async fn a_redis_outage_falls_back_to_local_counters_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_current_passwords_count_towards_the_account_lockout() {
-    let app = TestApp::spawn_with(Backend::Sqlite, Options::default())
-        .await
-        .unwrap();
+    let app = TestApp::spawn_with(Options::default()).await;
     let token = app.alice_token().await;
     let body = json!({"current_password": WRONG, "new_password": "a brand new passphrase"});
     let mut statuses = Vec::new();

@@ -1,16 +1,17 @@
 //! `TestApp`: a real latchkey on a random port with a database of its own.
 //!
-//! SQLite always runs. MySQL/MariaDB and PostgreSQL run when
-//! `LATCHKEY_TEST_MYSQL_URL` / `LATCHKEY_TEST_POSTGRES_URL` name a server where
-//! each test may create and drop its own database. With
-//! `LATCHKEY_TEST_REQUIRE_ALL_BACKENDS=1` (as CI sets) a missing URL fails the
-//! test instead of skipping it.
+//! A run targets one backend, chosen by `LATCHKEY_TEST_DATABASE`
+//! (`sqlite`, the default, `mysql` or `postgres`). MySQL/MariaDB and
+//! PostgreSQL tests create a database of their own on the server named by
+//! `LATCHKEY_TEST_MYSQL_URL` / `LATCHKEY_TEST_POSTGRES_URL` (defaults: root
+//! on 127.0.0.1) and drop it after; a server that cannot be reached fails the
+//! test, never skips it. `TEST_LOG=1` shows the servers' logs.
 
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
 use latchkey::auth::Auth;
 use latchkey::clock::{Clock, ManualClock, SystemClock};
-use latchkey::config::Settings;
+use latchkey::config::{DatabaseUrl, Settings};
 use latchkey::startup::Application;
 use latchkey::store::Store;
 use reqwest::{Client, Response};
@@ -27,34 +28,52 @@ pub enum Backend {
     Postgres,
 }
 
-/// Generates one test per backend for each named `async fn(TestApp)`.
-#[macro_export]
-macro_rules! on_every_backend {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            use $crate::helpers::{Backend, TestApp};
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = TestApp::spawn(Backend::Sqlite).await.expect("SQLite always runs");
-                super::$test(app).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mysql() {
-                if let Some(app) = TestApp::spawn(Backend::MySql).await {
-                    super::$test(app).await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(app) = TestApp::spawn(Backend::Postgres).await {
-                    super::$test(app).await;
-                }
-            }
+impl Backend {
+    /// The backend this run targets, from `LATCHKEY_TEST_DATABASE`.
+    pub fn under_test() -> Self {
+        let name = std::env::var("LATCHKEY_TEST_DATABASE").unwrap_or_default();
+        match name.to_ascii_lowercase().as_str() {
+            "" | "sqlite" => Self::Sqlite,
+            "mysql" | "mariadb" => Self::MySql,
+            "postgres" | "postgresql" => Self::Postgres,
+            other => panic!("LATCHKEY_TEST_DATABASE={other}: use sqlite, mysql or postgres"),
         }
-    )*};
+    }
+
+    /// The server where tests of this backend create their databases.
+    fn server_url(self) -> Option<(&'static str, String)> {
+        let (variable, default) = match self {
+            Self::Sqlite => return None,
+            Self::MySql => (
+                "LATCHKEY_TEST_MYSQL_URL",
+                "mysql://root@127.0.0.1:3306/test",
+            ),
+            Self::Postgres => (
+                "LATCHKEY_TEST_POSTGRES_URL",
+                "postgres://root@127.0.0.1:5432/test",
+            ),
+        };
+        Some((
+            variable,
+            std::env::var(variable).unwrap_or_else(|_| default.to_owned()),
+        ))
+    }
+}
+
+/// Installs a log subscriber once when `TEST_LOG` is set.
+fn init_test_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug")),
+                )
+                .with_test_writer()
+                .try_init();
+        }
+    });
 }
 
 /// A database created for one test and dropped after it.
@@ -67,38 +86,27 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// A fresh database on `backend`, or `None` when that backend is not configured.
-    pub async fn create(backend: Backend) -> Option<Self> {
+    /// A fresh database on `backend`; panics, naming the setting, when its
+    /// server cannot be reached.
+    pub async fn create(backend: Backend) -> Self {
         let name = format!("lk_{}", uuid::Uuid::now_v7().simple());
-        if backend == Backend::Sqlite {
+        let Some((variable, admin_url)) = backend.server_url() else {
             let directory = tempfile::tempdir().expect("temporary directory");
             let url = format!(
                 "sqlite://{}/latchkey.db?mode=rwc",
                 directory.path().display()
             );
-            return Some(Self {
+            return Self {
                 backend,
                 url,
                 admin_url: None,
                 name,
                 _directory: Some(directory),
-            });
-        }
-        let variable = match backend {
-            Backend::MySql => "LATCHKEY_TEST_MYSQL_URL",
-            _ => "LATCHKEY_TEST_POSTGRES_URL",
+            };
         };
-        let Ok(admin_url) = std::env::var(variable) else {
-            assert!(
-                std::env::var("LATCHKEY_TEST_REQUIRE_ALL_BACKENDS").is_err(),
-                "{variable} is not set but every backend is required"
-            );
-            eprintln!("skipped: {variable} is not set");
-            return None;
-        };
-        let admin = Database::connect(&admin_url)
-            .await
-            .unwrap_or_else(|error| panic!("cannot reach {variable}: {error}"));
+        let admin = Database::connect(&admin_url).await.unwrap_or_else(|error| {
+            panic!("{backend:?} is under test but {variable} cannot be reached: {error}")
+        });
         admin
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await
@@ -106,13 +114,13 @@ impl TestDatabase {
         let _ = admin.close().await;
         let mut url = url::Url::parse(&admin_url).expect("database URL");
         url.set_path(&format!("/{name}"));
-        Some(Self {
+        Self {
             backend,
             url: url.to_string(),
             admin_url: Some(admin_url),
             name,
             _directory: None,
-        })
+        }
     }
 }
 
@@ -176,13 +184,29 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn(backend: Backend) -> Option<Self> {
-        Self::spawn_with(backend, Options::default()).await
+    /// A server with default test settings on the backend under test.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
     }
 
-    pub async fn spawn_with(backend: Backend, options: Options) -> Option<Self> {
-        let database = Arc::new(TestDatabase::create(backend).await?);
-        Some(Self::start(database, options).await)
+    pub async fn spawn_with(options: Options) -> Self {
+        Self::spawn_on(Backend::under_test(), options).await
+    }
+
+    /// A server for tests of the HTTP edge, whose requests never reach the
+    /// database: SQLite whatever the backend under test.
+    pub async fn spawn_edge() -> Self {
+        Self::spawn_edge_with(Options::default()).await
+    }
+
+    pub async fn spawn_edge_with(options: Options) -> Self {
+        Self::spawn_on(Backend::Sqlite, options).await
+    }
+
+    async fn spawn_on(backend: Backend, options: Options) -> Self {
+        init_test_logging();
+        let database = Arc::new(TestDatabase::create(backend).await);
+        Self::start(database, options).await
     }
 
     /// Another server on the same database, with its own options.
@@ -207,7 +231,10 @@ impl TestApp {
             .expect("application builds");
         let address = format!("http://{}", application.address());
         let auth = Arc::clone(&application.state().auth);
-        let store = auth.store().clone();
+        // The test's own handle on the database, for arranging and inspecting rows.
+        let store = Store::connect(&SecretString::from(database.url.clone()), 2)
+            .await
+            .expect("the test database answers");
         let (shutdown, signal) = oneshot::channel();
         let server = tokio::spawn(application.run_until(async {
             let _ = signal.await;
@@ -363,21 +390,25 @@ impl Drop for TestApp {
 pub const ALICE_PASSWORD: &str = "tangerine lantern 42";
 
 fn test_settings(database_url: &str, options: &Options) -> Settings {
-    let mut settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        database_url: SecretString::from(database_url),
-        database_max_connections: 5,
-        ..Settings::default()
-    };
-    settings.secret_key = options.secret_key.clone().map(SecretString::from);
-    settings.issuer.clone_from(&options.issuer);
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".parse().expect("address");
+    settings.database.url = DatabaseUrl::parse(database_url).expect("test database URL");
+    settings.database.max_connections = 5.try_into().expect("non-zero");
+    settings.tokens.secret_key = options
+        .secret_key
+        .as_deref()
+        .map(|secret| latchkey::config::SigningSecret::parse(secret.to_owned()).expect("secret"));
+    settings.server.issuer = options
+        .issuer
+        .as_deref()
+        .map(|issuer| issuer.parse().expect("issuer URL"));
     if let Some(audience) = &options.audience {
-        settings.audience.clone_from(audience);
+        settings.tokens.audience.clone_from(audience);
     }
     if let Some(customize) = &options.customize {
         customize(&mut settings);
     }
-    settings.validate().expect("test settings are valid");
+    settings.check().expect("test settings are valid");
     settings
 }
 

@@ -1,5 +1,6 @@
-//! Moving users over from the origin: its MariaDB `users` table is built here,
-//! imported, and its users log in with their old passwords.
+//! Moving users over from the origin: its `users` table is built here (on the
+//! backend under test; the origin ran on MySQL), imported, and its users log
+//! in with their old passwords.
 
 use latchkey::auth::import_origin_users;
 use latchkey::clock::SystemClock;
@@ -7,24 +8,29 @@ use sea_orm::{ConnectionTrait, Database};
 use secrecy::SecretString;
 
 use crate::helpers::{Backend, TestApp, TestDatabase};
-use crate::on_every_backend;
 
-on_every_backend!(origin_users_import_once_and_log_in_with_their_old_passwords);
-
-/// The origin's table, as its SQLAlchemy model created it on MySQL.
-const ORIGIN_TABLE: &str = "CREATE TABLE users (
-    id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY,
-    username VARCHAR(50) UNIQUE,
-    email VARCHAR(100) UNIQUE,
-    password VARCHAR(255)
-)";
-
-async fn origin_users_import_once_and_log_in_with_their_old_passwords(app: TestApp) {
-    let Some(origin) = TestDatabase::create(Backend::MySql).await else {
-        return;
+/// The origin's table, as its SQLAlchemy model creates it on each backend.
+fn origin_table(backend: Backend) -> String {
+    let id = match backend {
+        Backend::MySql => "INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY",
+        Backend::Postgres => "SERIAL PRIMARY KEY",
+        Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
     };
+    format!(
+        "CREATE TABLE users (id {id}, username VARCHAR(50) UNIQUE, \
+         email VARCHAR(100) UNIQUE, password VARCHAR(255))"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_users_import_once_and_log_in_with_their_old_passwords() {
+    let app = TestApp::spawn().await;
+    let origin = TestDatabase::create(Backend::under_test()).await;
     let connection = Database::connect(&origin.url).await.unwrap();
-    connection.execute_unprepared(ORIGIN_TABLE).await.unwrap();
+    connection
+        .execute_unprepared(&origin_table(origin.backend))
+        .await
+        .unwrap();
     let carol_hash = bcrypt::hash("carols-old-password", 4).unwrap();
     let dave_hash = bcrypt::hash_with_result("short", 4)
         .unwrap()

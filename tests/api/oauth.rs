@@ -8,16 +8,6 @@ use jwt_compact::{AlgorithmExt, Token, UntrustedToken};
 use serde_json::{Value, json};
 
 use crate::helpers::{ALICE_PASSWORD, TestApp, json_with_status};
-use crate::on_every_backend;
-
-on_every_backend!(
-    the_token_endpoint_answers_rfc_6749_errors,
-    the_password_grant_issues_a_pair,
-    revoking_a_refresh_token_ends_its_session,
-    introspection_needs_a_client_and_reports_liveness,
-    userinfo_and_discovery_describe_the_caller_and_the_issuer,
-    another_jose_library_verifies_our_tokens_from_the_jwks_alone,
-);
 
 async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
     app.client
@@ -36,7 +26,9 @@ async fn assert_oauth_error(response: reqwest::Response, status: u16, error: &st
     assert!(body.get("detail").is_none());
 }
 
-async fn the_token_endpoint_answers_rfc_6749_errors(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_endpoint_answers_rfc_6749_errors() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     assert_oauth_error(
@@ -85,7 +77,9 @@ async fn the_token_endpoint_answers_rfc_6749_errors(app: TestApp) {
     assert_oauth_error(json_body, 400, "invalid_request").await;
 }
 
-async fn the_password_grant_issues_a_pair(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_grant_issues_a_pair() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let form = [
@@ -109,7 +103,9 @@ async fn the_password_grant_issues_a_pair(app: TestApp) {
     );
 }
 
-async fn revoking_a_refresh_token_ends_its_session(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_refresh_token_ends_its_session() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let (access, refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
@@ -129,7 +125,9 @@ async fn revoking_a_refresh_token_ends_its_session(app: TestApp) {
     assert_eq!(app.get_resource(&access).await.status(), 401);
 }
 
-async fn introspection_needs_a_client_and_reports_liveness(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_needs_a_client_and_reports_liveness() {
+    let app = TestApp::spawn().await;
     let client = app.auth.create_client("resource-server").await.unwrap();
     let secret = secrecy::ExposeSecret::expose_secret(&client.secret).to_owned();
     let token = app.alice_token().await;
@@ -187,7 +185,9 @@ async fn introspection_needs_a_client_and_reports_liveness(app: TestApp) {
     assert_eq!(revoked, json!({"active": false}));
 }
 
-async fn userinfo_and_discovery_describe_the_caller_and_the_issuer(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_and_discovery_describe_the_caller_and_the_issuer() {
+    let app = TestApp::spawn().await;
     let token = app.alice_token().await;
     let response = app.get_with_token("/userinfo", &token).await;
     let info = json_with_status(response, 200).await;
@@ -228,7 +228,9 @@ async fn userinfo_and_discovery_describe_the_caller_and_the_issuer(app: TestApp)
     );
 }
 
-async fn another_jose_library_verifies_our_tokens_from_the_jwks_alone(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_jose_library_verifies_our_tokens_from_the_jwks_alone() {
+    let app = TestApp::spawn().await;
     let token = app.alice_token().await;
     let jwks = app.jwks().await;
     let jwk: JsonWebKey<'_> = serde_json::from_value(jwks["keys"][0].clone()).unwrap();

@@ -3,24 +3,10 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{ALICE_PASSWORD, TestApp, json_with_status};
-use crate::on_every_backend;
 
-on_every_backend!(
-    registration_answers_the_account_and_never_the_password,
-    a_taken_username_is_refused_case_insensitively,
-    a_taken_email_is_refused_case_insensitively,
-    form_login_answers_a_bearer_token_that_is_not_cached,
-    json_login_and_login_by_email_work,
-    login_accepts_the_oauth_password_grant_fields,
-    a_wrong_password_and_an_unknown_user_fail_identically,
-    the_protected_resource_needs_a_valid_bearer_token,
-    me_returns_the_tokens_account,
-    request_ids_travel_in_a_header_never_in_the_body,
-    twenty_simultaneous_registrations_of_one_username_make_one_account,
-    a_disabled_user_can_neither_log_in_nor_use_a_token,
-);
-
-async fn registration_answers_the_account_and_never_the_password(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_answers_the_account_and_never_the_password() {
+    let app = TestApp::spawn().await;
     let body = json_with_status(
         app.register("Alice", "Alice@Example.com", ALICE_PASSWORD)
             .await,
@@ -41,7 +27,9 @@ async fn registration_answers_the_account_and_never_the_password(app: TestApp) {
     assert_eq!(keys, ["created_at", "email", "id", "username"]);
 }
 
-async fn a_taken_username_is_refused_case_insensitively(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_username_is_refused_case_insensitively() {
+    let app = TestApp::spawn().await;
     assert_eq!(
         app.register("alice", "alice@example.com", ALICE_PASSWORD)
             .await
@@ -57,7 +45,9 @@ async fn a_taken_username_is_refused_case_insensitively(app: TestApp) {
     assert_eq!(body, json!({"detail": "Username already registered"}));
 }
 
-async fn a_taken_email_is_refused_case_insensitively(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_email_is_refused_case_insensitively() {
+    let app = TestApp::spawn().await;
     assert_eq!(
         app.register("alice", "alice@example.com", ALICE_PASSWORD)
             .await
@@ -73,7 +63,9 @@ async fn a_taken_email_is_refused_case_insensitively(app: TestApp) {
     assert_eq!(body, json!({"detail": "Email already registered"}));
 }
 
-async fn form_login_answers_a_bearer_token_that_is_not_cached(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_login_answers_a_bearer_token_that_is_not_cached() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let response = app.login("alice", ALICE_PASSWORD).await;
@@ -84,7 +76,9 @@ async fn form_login_answers_a_bearer_token_that_is_not_cached(app: TestApp) {
     assert_eq!(body["access_token"].as_str().unwrap().split('.').count(), 3);
 }
 
-async fn json_login_and_login_by_email_work(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_login_and_login_by_email_work() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let response = app
@@ -99,7 +93,9 @@ async fn json_login_and_login_by_email_work(app: TestApp) {
     assert_eq!(app.get_resource(token).await.status(), 200);
 }
 
-async fn login_accepts_the_oauth_password_grant_fields(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_accepts_the_oauth_password_grant_fields() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let form = [
@@ -132,7 +128,9 @@ async fn login_accepts_the_oauth_password_grant_fields(app: TestApp) {
     assert_eq!(response.status(), 422);
 }
 
-async fn a_wrong_password_and_an_unknown_user_fail_identically(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_and_an_unknown_user_fail_identically() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let expected = json!({"detail": "Incorrect username or password"});
@@ -146,7 +144,9 @@ async fn a_wrong_password_and_an_unknown_user_fail_identically(app: TestApp) {
     assert_eq!(impossible_name, expected);
 }
 
-async fn the_protected_resource_needs_a_valid_bearer_token(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protected_resource_needs_a_valid_bearer_token() {
+    let app = TestApp::spawn().await;
     let token = app.alice_token().await;
     let body = json_with_status(app.get_resource(&token).await, 200).await;
     assert_eq!(
@@ -186,7 +186,9 @@ async fn the_protected_resource_needs_a_valid_bearer_token(app: TestApp) {
     );
 }
 
-async fn me_returns_the_tokens_account(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn me_returns_the_tokens_account() {
+    let app = TestApp::spawn().await;
     let token = app.alice_token().await;
     let response = app.get_with_token("/me", &token).await;
     let body = json_with_status(response, 200).await;
@@ -197,7 +199,9 @@ async fn me_returns_the_tokens_account(app: TestApp) {
     assert_eq!(unauthenticated.status(), 401);
 }
 
-async fn request_ids_travel_in_a_header_never_in_the_body(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_travel_in_a_header_never_in_the_body() {
+    let app = TestApp::spawn().await;
     let response = app
         .client
         .get(app.url("/get-resource"))
@@ -215,7 +219,9 @@ async fn request_ids_travel_in_a_header_never_in_the_body(app: TestApp) {
     assert_eq!(body.as_object().unwrap().len(), 1);
 }
 
-async fn twenty_simultaneous_registrations_of_one_username_make_one_account(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_simultaneous_registrations_of_one_username_make_one_account() {
+    let app = TestApp::spawn().await;
     let attempts = (0..20).map(|n| {
         let client = app.client.clone();
         let url = app.url("/register");
@@ -234,7 +240,9 @@ async fn twenty_simultaneous_registrations_of_one_username_make_one_account(app:
     }
 }
 
-async fn a_disabled_user_can_neither_log_in_nor_use_a_token(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_user_can_neither_log_in_nor_use_a_token() {
+    let app = TestApp::spawn().await;
     let token = app.alice_token().await;
     // Disabled behind latchkey's back, straight in the database: bearer checks
     // read no database, so the change arrives with the next revocation poll.

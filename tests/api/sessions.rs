@@ -9,21 +9,6 @@ use latchkey::clock::SystemClock;
 use serde_json::{Value, json};
 
 use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
-use crate::on_every_backend;
-
-on_every_backend!(
-    reusing_a_refresh_token_ends_the_session_and_every_token_of_it,
-    twenty_simultaneous_refreshes_never_leave_two_live_successors,
-    sessions_expire_when_idle_and_at_their_absolute_limit,
-    logout_ends_this_session_the_others_or_all_of_them,
-    sessions_are_listed_and_only_their_owner_can_end_them,
-    a_logout_on_one_instance_reaches_another_within_a_second,
-    revocations_survive_a_restart,
-    tokens_signed_before_a_key_rotation_still_verify,
-    removing_a_signing_key_stops_its_tokens_even_once_verified,
-    a_password_change_ends_every_other_session,
-    disabling_a_user_ends_their_sessions_at_once,
-);
 
 async fn new_refresh_token(response: reqwest::Response) -> (String, String) {
     let body = json_with_status(response, 200).await;
@@ -40,7 +25,9 @@ async fn assert_invalid_grant(response: reqwest::Response) {
     assert!(body["error_description"].is_string());
 }
 
-async fn reusing_a_refresh_token_ends_the_session_and_every_token_of_it(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reusing_a_refresh_token_ends_the_session_and_every_token_of_it() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let (first_access, first_refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
@@ -58,7 +45,9 @@ async fn reusing_a_refresh_token_ends_the_session_and_every_token_of_it(app: Tes
     assert_eq!(app.get_resource(&other_session).await.status(), 200);
 }
 
-async fn twenty_simultaneous_refreshes_never_leave_two_live_successors(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_simultaneous_refreshes_never_leave_two_live_successors() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let (_, refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
@@ -99,7 +88,9 @@ async fn twenty_simultaneous_refreshes_never_leave_two_live_successors(app: Test
     assert!(live <= 1);
 }
 
-async fn sessions_expire_when_idle_and_at_their_absolute_limit(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_when_idle_and_at_their_absolute_limit() {
+    let app = TestApp::spawn().await;
     let (app, clock) = app.with_manual_clock().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
@@ -129,7 +120,9 @@ async fn logout(app: &TestApp, token: &str, scope: Option<&str>) -> u16 {
     request.send().await.unwrap().status().as_u16()
 }
 
-async fn logout_ends_this_session_the_others_or_all_of_them(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_ends_this_session_the_others_or_all_of_them() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let (first, first_refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
@@ -158,7 +151,9 @@ async fn logout_ends_this_session_the_others_or_all_of_them(app: TestApp) {
     assert_eq!(logout(&app, &second, None).await, 401);
 }
 
-async fn sessions_are_listed_and_only_their_owner_can_end_them(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_listed_and_only_their_owner_can_end_them() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     app.register("bob", "bob@example.com", ALICE_PASSWORD).await;
@@ -224,7 +219,9 @@ async fn sessions_are_listed_and_only_their_owner_can_end_them(app: TestApp) {
     assert_eq!(list(alice).await.as_array().unwrap().len(), 1);
 }
 
-async fn a_logout_on_one_instance_reaches_another_within_a_second(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_instance_reaches_another_within_a_second() {
+    let app = TestApp::spawn().await;
     let second = app.sibling(Options::default()).await;
     let token = app.alice_token().await;
     assert_eq!(second.get_resource(&token).await.status(), 200);
@@ -242,14 +239,18 @@ async fn a_logout_on_one_instance_reaches_another_within_a_second(app: TestApp) 
     }
 }
 
-async fn revocations_survive_a_restart(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_survive_a_restart() {
+    let app = TestApp::spawn().await;
     let token = app.alice_token().await;
     assert_eq!(logout(&app, &token, None).await, 204);
     let app = app.restart().await;
     assert_eq!(app.get_resource(&token).await.status(), 401);
 }
 
-async fn tokens_signed_before_a_key_rotation_still_verify(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_signed_before_a_key_rotation_still_verify() {
+    let app = TestApp::spawn().await;
     let before = app.alice_token().await;
     let new_kid = Keyring::rotate(&app.store, &SystemClock).await.unwrap();
     // The running server picks the new key up from the database.
@@ -282,7 +283,9 @@ fn token_header(token: &str) -> Value {
     .unwrap()
 }
 
-async fn removing_a_signing_key_stops_its_tokens_even_once_verified(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_signing_key_stops_its_tokens_even_once_verified() {
+    let app = TestApp::spawn().await;
     let before = app.alice_token().await;
     // Verified once, so remembered by the bearer cache.
     assert_eq!(app.get_resource(&before).await.status(), 200);
@@ -297,7 +300,9 @@ async fn removing_a_signing_key_stops_its_tokens_even_once_verified(app: TestApp
     assert_eq!(app.get_resource(&after).await.status(), 200);
 }
 
-async fn a_password_change_ends_every_other_session(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_every_other_session() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let (current, _) = app.token_pair("alice", ALICE_PASSWORD).await;
@@ -341,7 +346,9 @@ async fn a_password_change_ends_every_other_session(app: TestApp) {
     );
 }
 
-async fn disabling_a_user_ends_their_sessions_at_once(app: TestApp) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_user_ends_their_sessions_at_once() {
+    let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
     let (access, refresh) = app.token_pair("alice", ALICE_PASSWORD).await;

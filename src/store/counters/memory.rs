@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{Bucket, FailureRule};
+use super::{Bucket, CounterError, CounterStore, FailureRule};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Entry {
@@ -38,7 +38,7 @@ impl MemoryCounters {
         }
     }
 
-    pub fn take(&self, key: &str, bucket: Bucket, now_ms: i64) -> Result<(), Duration> {
+    pub fn take_now(&self, key: &str, bucket: Bucket, now_ms: i64) -> Result<(), Duration> {
         let refill_ms = (bucket.capacity / bucket.per_second * 1000.0).ceil() as i64;
         self.buckets.with_entry(key, now_ms, |entry, fresh| {
             if fresh {
@@ -60,7 +60,7 @@ impl MemoryCounters {
         })
     }
 
-    pub fn fail(&self, key: &str, rule: FailureRule, now_ms: i64) -> Option<Duration> {
+    pub fn fail_now(&self, key: &str, rule: FailureRule, now_ms: i64) -> Option<Duration> {
         self.failures.with_entry(key, now_ms, |entry, _| {
             if window_over(entry, rule, now_ms) {
                 entry.failures = 0;
@@ -79,14 +79,44 @@ impl MemoryCounters {
         })
     }
 
-    pub fn locked(&self, key: &str, now_ms: i64) -> Option<Duration> {
+    pub fn locked_now(&self, key: &str, now_ms: i64) -> Option<Duration> {
         let entries = self.failures.lock();
         let until = entries.get(key)?.locked_until_ms;
         (until > now_ms).then(|| Duration::from_millis((until - now_ms) as u64))
     }
 
-    pub fn clear(&self, key: &str) {
+    pub fn clear_now(&self, key: &str) {
         self.failures.lock().remove(key);
+    }
+}
+
+/// The memory tables never fail: each answer is immediate.
+impl CounterStore for MemoryCounters {
+    async fn take(
+        &self,
+        key: &str,
+        bucket: Bucket,
+        now_ms: i64,
+    ) -> Result<Result<(), Duration>, CounterError> {
+        Ok(self.take_now(key, bucket, now_ms))
+    }
+
+    async fn fail(
+        &self,
+        key: &str,
+        rule: FailureRule,
+        now_ms: i64,
+    ) -> Result<Option<Duration>, CounterError> {
+        Ok(self.fail_now(key, rule, now_ms))
+    }
+
+    async fn locked(&self, key: &str, now_ms: i64) -> Result<Option<Duration>, CounterError> {
+        Ok(self.locked_now(key, now_ms))
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), CounterError> {
+        self.clear_now(key);
+        Ok(())
     }
 }
 
@@ -182,77 +212,11 @@ pub(super) fn lock_for(failures: u32, rule: FailureRule) -> Option<i64> {
 mod tests {
     use super::*;
 
-    const RULE: FailureRule = FailureRule {
-        window_ms: 900_000,
-        threshold: 3,
-        base_ms: 1_000,
-        cap_ms: 5_000,
-    };
+    const RULE: FailureRule = super::super::conformance::RULE;
 
-    #[test]
-    fn locks_start_at_the_threshold_double_and_stop_at_the_cap() {
-        let counters = MemoryCounters::new(10);
-        assert_eq!(counters.fail("k", RULE, 0), None);
-        assert_eq!(counters.fail("k", RULE, 1), None);
-        assert_eq!(counters.fail("k", RULE, 2), Some(Duration::from_secs(1)));
-        assert_eq!(counters.locked("k", 2), Some(Duration::from_secs(1)));
-        assert_eq!(counters.locked("k", 1_002), None);
-        assert_eq!(
-            counters.fail("k", RULE, 1_003),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            counters.fail("k", RULE, 3_004),
-            Some(Duration::from_secs(4))
-        );
-        assert_eq!(
-            counters.fail("k", RULE, 7_005),
-            Some(Duration::from_secs(5))
-        );
-        counters.clear("k");
-        assert_eq!(counters.locked("k", 7_006), None);
-        assert_eq!(counters.fail("k", RULE, 7_006), None);
-    }
-
-    #[test]
-    fn failures_outside_the_window_start_over() {
-        let counters = MemoryCounters::new(10);
-        counters.fail("k", RULE, 0);
-        counters.fail("k", RULE, 1);
-        assert_eq!(counters.fail("k", RULE, 900_001), None);
-    }
-
-    #[test]
-    fn once_locked_the_count_lasts_until_a_quiet_window() {
-        let counters = MemoryCounters::new(10);
-        for at in 0..3 {
-            counters.fail("k", RULE, at);
-        }
-        // Past the first window, but failures kept coming: the doubling goes on.
-        assert_eq!(
-            counters.fail("k", RULE, 899_000),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            counters.fail("k", RULE, 1_500_000),
-            Some(Duration::from_secs(4))
-        );
-        // A whole window after the last lock ended, without a failure, starts over.
-        assert_eq!(counters.fail("k", RULE, 2_404_000), None);
-    }
-
-    #[test]
-    fn buckets_empty_and_refill() {
-        let counters = MemoryCounters::new(10);
-        let bucket = Bucket {
-            capacity: 2.0,
-            per_second: 1.0,
-        };
-        assert!(counters.take("b", bucket, 0).is_ok());
-        assert!(counters.take("b", bucket, 0).is_ok());
-        let wait = counters.take("b", bucket, 0).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(1));
-        assert!(counters.take("b", bucket, 1_000).is_ok());
+    #[tokio::test]
+    async fn memory_keeps_the_counter_rule() {
+        super::super::conformance::keeps_the_rule(&MemoryCounters::new(10)).await;
     }
 
     const SLOW: Bucket = Bucket {
@@ -264,7 +228,7 @@ mod tests {
     fn memory_stays_bounded_under_a_flood_of_keys() {
         let counters = MemoryCounters::new(100);
         for n in 0..10_000 {
-            let _ = counters.take(&format!("flood-{n}"), SLOW, 0);
+            let _ = counters.take_now(&format!("flood-{n}"), SLOW, 0);
         }
         assert!(counters.buckets.lock().len() <= 100);
     }
@@ -273,17 +237,17 @@ mod tests {
     fn a_full_table_still_counts_new_keys() {
         let counters = MemoryCounters::new(100);
         for n in 0..1_000 {
-            let _ = counters.take(&format!("flood-{n}"), SLOW, 0);
+            let _ = counters.take_now(&format!("flood-{n}"), SLOW, 0);
         }
-        assert!(counters.take("newcomer", SLOW, 0).is_ok());
-        assert!(counters.take("newcomer", SLOW, 0).is_err());
+        assert!(counters.take_now("newcomer", SLOW, 0).is_ok());
+        assert!(counters.take_now("newcomer", SLOW, 0).is_err());
     }
 
     /// A table of 100 keys in which "victim" is locked.
     fn with_a_locked_victim() -> MemoryCounters {
         let counters = MemoryCounters::new(100);
         for at in 0..3 {
-            counters.fail("victim", RULE, at);
+            counters.fail_now("victim", RULE, at);
         }
         counters
     }
@@ -292,18 +256,18 @@ mod tests {
     fn a_bucket_flood_cannot_push_out_a_lockout() {
         let counters = with_a_locked_victim();
         for n in 0..10_000 {
-            let _ = counters.take(&format!("flood-{n}"), SLOW, 10);
+            let _ = counters.take_now(&format!("flood-{n}"), SLOW, 10);
         }
-        assert!(counters.locked("victim", 10).is_some());
+        assert!(counters.locked_now("victim", 10).is_some());
     }
 
     #[test]
     fn a_failure_flood_evicts_unlocked_counts_before_locks() {
         let counters = with_a_locked_victim();
         for n in 0..10_000 {
-            counters.fail(&format!("stranger-{n}"), RULE, 10);
+            counters.fail_now(&format!("stranger-{n}"), RULE, 10);
         }
-        assert!(counters.locked("victim", 10).is_some());
+        assert!(counters.locked_now("victim", 10).is_some());
         assert!(counters.failures.lock().len() <= 100);
     }
 }

@@ -5,10 +5,17 @@
 //! hence atomic. If Redis stops answering, the counters fall back to memory
 //! (logged, and visible in `/metrics`) and go back to Redis by themselves once
 //! a background probe sees it answer again.
+//!
+//! Both keep one rule, stated by [`CounterStore`]: the Redis scripts restate
+//! in Lua what the memory tables do in Rust, and one conformance suite
+//! (`conformance`) runs against both so they cannot drift.
 
+#[cfg(test)]
+mod conformance;
 mod memory;
 mod redis;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,6 +38,47 @@ pub struct FailureRule {
     pub threshold: u32,
     pub base_ms: i64,
     pub cap_ms: i64,
+}
+
+/// A counter store could not answer; only Redis can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum CounterError {
+    #[error("invalid Redis URL")]
+    InvalidUrl(#[source] ::redis::RedisError),
+    #[error("Redis refused the request")]
+    Redis(#[source] ::redis::RedisError),
+    #[error("Redis gave no answer in time")]
+    NoAnswer,
+}
+
+/// The throttling rule, as every store keeps it. Times are milliseconds on
+/// the caller's clock, so stores never read a clock of their own.
+pub trait CounterStore: Send + Sync {
+    /// Takes a token; `Ok(Err(wait))` when the bucket is empty.
+    fn take(
+        &self,
+        key: &str,
+        bucket: Bucket,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Result<(), Duration>, CounterError>> + Send;
+
+    /// Counts a failure; returns the lock it started, if any.
+    fn fail(
+        &self,
+        key: &str,
+        rule: FailureRule,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<Duration>, CounterError>> + Send;
+
+    /// How long the key stays locked, if it is.
+    fn locked(
+        &self,
+        key: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<Duration>, CounterError>> + Send;
+
+    /// Forgets a key's failures and lock.
+    fn clear(&self, key: &str) -> impl Future<Output = Result<(), CounterError>> + Send;
 }
 
 /// Where the counters are kept, with the fallback from Redis to memory.
@@ -60,7 +108,11 @@ impl Counters {
     }
 
     /// Counters in Redis; starts even if Redis is down (then in memory until it answers).
-    pub async fn with_redis(url: &str, prefix: &str, max_keys: usize) -> Result<Self, String> {
+    pub async fn with_redis(
+        url: &str,
+        prefix: &str,
+        max_keys: usize,
+    ) -> Result<Self, CounterError> {
         let redis = RedisCounters::connect(url, prefix).await?;
         let degraded = Arc::new(AtomicBool::new(false));
         let probe = redis.spawn_probe(Arc::clone(&degraded));
@@ -85,7 +137,7 @@ impl Counters {
                 Err(error) => self.degrade(&error),
             }
         }
-        self.memory.take(key, bucket, now_ms)
+        self.memory.take_now(key, bucket, now_ms)
     }
 
     /// Counts a failure; returns the lock it started, if any.
@@ -96,7 +148,7 @@ impl Counters {
                 Err(error) => self.degrade(&error),
             }
         }
-        self.memory.fail(key, rule, now_ms)
+        self.memory.fail_now(key, rule, now_ms)
     }
 
     /// How long the key stays locked, if it is.
@@ -107,11 +159,11 @@ impl Counters {
                 Err(error) => self.degrade(&error),
             }
         }
-        self.memory.locked(key, now_ms)
+        self.memory.locked_now(key, now_ms)
     }
 
     pub async fn clear(&self, key: &str) {
-        self.memory.clear(key);
+        self.memory.clear_now(key);
         if let Some(redis) = self.healthy_redis()
             && let Err(error) = redis.clear(key).await
         {
@@ -123,9 +175,9 @@ impl Counters {
         self.redis.as_ref().filter(|_| !self.is_degraded())
     }
 
-    fn degrade(&self, error: &str) {
+    fn degrade(&self, error: &CounterError) {
         if !self.degraded.swap(true, Ordering::Relaxed) {
-            tracing::warn!(%error, "Redis is unreachable: rate limits fall back to this instance's memory");
+            tracing::warn!(error = %crate::telemetry::error_chain(error), "Redis is unreachable: rate limits fall back to this instance's memory");
         }
     }
 }

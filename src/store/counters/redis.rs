@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use super::{Bucket, FailureRule};
+use super::{Bucket, CounterError, CounterStore, FailureRule};
 
 /// Longest wait for one Redis answer before falling back to memory.
 const ANSWER_WITHIN: Duration = Duration::from_millis(250);
@@ -65,73 +65,21 @@ pub struct RedisCounters {
 }
 
 impl RedisCounters {
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, String> {
-        let client =
-            redis::Client::open(url).map_err(|error| format!("invalid Redis URL: {error}"))?;
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, CounterError> {
+        let client = redis::Client::open(url).map_err(CounterError::InvalidUrl)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(ANSWER_WITHIN))
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|error| format!("cannot set up Redis: {error}"))?;
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(CounterError::Redis)?;
         Ok(Self {
             connection,
             prefix: prefix.to_owned(),
             take: Arc::new(Script::new(TAKE)),
             fail: Arc::new(Script::new(FAIL)),
         })
-    }
-
-    pub async fn take(
-        &self,
-        key: &str,
-        bucket: Bucket,
-        now_ms: i64,
-    ) -> Result<Result<(), Duration>, String> {
-        let mut connection = self.connection.clone();
-        let mut invocation = self.take.key(self.prefixed(key));
-        invocation
-            .arg(bucket.capacity)
-            .arg(bucket.per_second / 1000.0)
-            .arg(now_ms);
-        let wait_ms: i64 = answer(invocation.invoke_async(&mut connection)).await?;
-        Ok(if wait_ms <= 0 {
-            Ok(())
-        } else {
-            Err(Duration::from_millis(wait_ms as u64))
-        })
-    }
-
-    pub async fn fail(
-        &self,
-        key: &str,
-        rule: FailureRule,
-        now_ms: i64,
-    ) -> Result<Option<Duration>, String> {
-        let mut connection = self.connection.clone();
-        let mut invocation = self.fail.key(self.prefixed(key));
-        invocation
-            .arg(rule.window_ms)
-            .arg(rule.threshold)
-            .arg(rule.base_ms)
-            .arg(rule.cap_ms)
-            .arg(now_ms);
-        let lock_ms: i64 = answer(invocation.invoke_async(&mut connection)).await?;
-        Ok((lock_ms > 0).then(|| Duration::from_millis(lock_ms as u64)))
-    }
-
-    pub async fn locked(&self, key: &str, now_ms: i64) -> Result<Option<Duration>, String> {
-        let mut connection = self.connection.clone();
-        let until: Option<i64> = answer(connection.hget(self.prefixed(key), "until")).await?;
-        Ok(until
-            .filter(|until| *until > now_ms)
-            .map(|until| Duration::from_millis((until - now_ms) as u64)))
-    }
-
-    pub async fn clear(&self, key: &str) -> Result<(), String> {
-        let mut connection = self.connection.clone();
-        answer::<()>(connection.del(self.prefixed(key))).await
     }
 
     fn prefixed(&self, key: &str) -> String {
@@ -168,10 +116,83 @@ impl RedisCounters {
     }
 }
 
-async fn answer<T>(request: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+impl CounterStore for RedisCounters {
+    async fn take(
+        &self,
+        key: &str,
+        bucket: Bucket,
+        now_ms: i64,
+    ) -> Result<Result<(), Duration>, CounterError> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.take.key(self.prefixed(key));
+        invocation
+            .arg(bucket.capacity)
+            .arg(bucket.per_second / 1000.0)
+            .arg(now_ms);
+        let wait_ms: i64 = answer(invocation.invoke_async(&mut connection)).await?;
+        Ok(if wait_ms <= 0 {
+            Ok(())
+        } else {
+            Err(Duration::from_millis(wait_ms as u64))
+        })
+    }
+
+    async fn fail(
+        &self,
+        key: &str,
+        rule: FailureRule,
+        now_ms: i64,
+    ) -> Result<Option<Duration>, CounterError> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.fail.key(self.prefixed(key));
+        invocation
+            .arg(rule.window_ms)
+            .arg(rule.threshold)
+            .arg(rule.base_ms)
+            .arg(rule.cap_ms)
+            .arg(now_ms);
+        let lock_ms: i64 = answer(invocation.invoke_async(&mut connection)).await?;
+        Ok((lock_ms > 0).then(|| Duration::from_millis(lock_ms as u64)))
+    }
+
+    async fn locked(&self, key: &str, now_ms: i64) -> Result<Option<Duration>, CounterError> {
+        let mut connection = self.connection.clone();
+        let until: Option<i64> = answer(connection.hget(self.prefixed(key), "until")).await?;
+        Ok(until
+            .filter(|until| *until > now_ms)
+            .map(|until| Duration::from_millis((until - now_ms) as u64)))
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), CounterError> {
+        let mut connection = self.connection.clone();
+        answer::<()>(connection.del(self.prefixed(key))).await
+    }
+}
+
+async fn answer<T>(
+    request: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, CounterError> {
     match tokio::time::timeout(ANSWER_WITHIN, request).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("no answer in time".to_owned()),
+        Ok(Err(error)) => Err(CounterError::Redis(error)),
+        Err(_) => Err(CounterError::NoAnswer),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs against the Redis named by `LATCHKEY_TEST_REDIS_URL` (default: the
+    /// local one); a Redis that cannot be reached fails this test.
+    #[tokio::test]
+    async fn redis_keeps_the_counter_rule() {
+        let url = std::env::var("LATCHKEY_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let prefix = format!("latchkey-conformance-{}:", uuid::Uuid::now_v7().simple());
+        let store = RedisCounters::connect(&url, &prefix)
+            .await
+            .expect("Redis URL");
+        super::super::conformance::keeps_the_rule(&store).await;
     }
 }

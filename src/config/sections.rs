@@ -1,0 +1,258 @@
+//! The settings, grouped by what they configure. Each field's serialized name
+//! is its TOML key; its environment variable is `LATCHKEY_` followed by that
+//! key in capitals. Keys stay flat (`database_url`, not `database.url`) so the
+//! files and environments written for earlier versions keep working.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::ConfigError;
+use super::values::{
+    Bounded, DatabaseUrl, ForwardedHeader, LogFormat, Networks, SecretUrl, SigningSecret, Switch,
+};
+
+/// The listener, what it is called publicly, and which peers are proxies.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    /// Address the HTTP server binds to (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// `iss` of issued tokens; defaults to `http://<listen>`.
+    pub issuer: Option<Url>,
+    /// Longest a request may take, body upload included, before it gets 408;
+    /// also the longest wait for a request head, and how long in-flight
+    /// requests get to finish at shutdown.
+    pub request_timeout_seconds: Bounded<1, 3600>,
+    /// Addresses or CIDR ranges of proxies whose forwarding header is believed.
+    pub trusted_proxies: Networks,
+    /// The header those proxies write; only that one is read, so a client
+    /// cannot slip in the other.
+    pub forwarded_header: ForwardedHeader,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            issuer: None,
+            request_timeout_seconds: Bounded::clamped(30),
+            trusted_proxies: Networks::default(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// The `iss` claim: the configured issuer without a trailing slash, or the
+    /// listen address as a URL.
+    pub fn issuer(&self) -> String {
+        match &self.issuer {
+            Some(issuer) => issuer.as_str().trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    /// Database URL; its scheme picks the backend: `sqlite:`, `mysql:`/`mariadb:`, `postgres:`.
+    #[serde(rename = "database_url")]
+    pub url: DatabaseUrl,
+    /// Most connections the pool opens to the database.
+    #[serde(rename = "database_max_connections")]
+    pub max_connections: NonZeroU32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: DatabaseUrl::default(),
+            max_connections: NonZeroU32::MIN.saturating_add(9),
+        }
+    }
+}
+
+/// Access tokens.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TokenSettings {
+    /// Origin compatibility: when set, access tokens are HS256 with this secret instead of EdDSA.
+    pub secret_key: Option<SigningSecret>,
+    /// Access-token lifetime in minutes.
+    pub access_token_expire_minutes: Bounded<1, 1440>,
+    /// `aud` of issued tokens, checked on every verification.
+    pub audience: String,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            secret_key: None,
+            access_token_expire_minutes: Bounded::clamped(15),
+            audience: "latchkey".to_owned(),
+        }
+    }
+}
+
+/// Sessions and how fast their revocation spreads.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SessionSettings {
+    /// A session ends this many hours after login, whatever its activity.
+    #[serde(rename = "session_lifetime_hours")]
+    pub lifetime_hours: NonZeroU32,
+    /// A session ends after this many hours without a refresh.
+    #[serde(rename = "session_idle_timeout_hours")]
+    pub idle_timeout_hours: NonZeroU32,
+    /// How often, in milliseconds, revocations and keys are re-read from the database.
+    pub revocation_poll_milliseconds: Bounded<10, 5000>,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            lifetime_hours: NonZeroU32::MIN.saturating_add(30 * 24 - 1),
+            idle_timeout_hours: NonZeroU32::MIN.saturating_add(7 * 24 - 1),
+            revocation_poll_milliseconds: Bounded::clamped(250),
+        }
+    }
+}
+
+/// Password rules and the hashing that protects them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PasswordSettings {
+    /// Shortest password accepted at registration, in Unicode scalar values.
+    pub password_min_length: Bounded<8, 128>,
+    /// argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations.
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// Hashing threads, i.e. password hashes computed at once; defaults to the number of CPUs.
+    pub hash_concurrency: Option<NonZeroUsize>,
+    /// Requests allowed to wait for a hashing thread before new ones get 503.
+    pub hash_queue_limit: NonZeroUsize,
+    /// Longest wait, in milliseconds, for a hashing thread before the request gets 503.
+    pub hash_wait_timeout_milliseconds: NonZeroU64,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            password_min_length: Bounded::clamped(8),
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hash_concurrency: None,
+            hash_queue_limit: NonZeroUsize::MIN.saturating_add(63),
+            hash_wait_timeout_milliseconds: NonZeroU64::MIN.saturating_add(1_999),
+        }
+    }
+}
+
+impl PasswordSettings {
+    /// argon2's own limits on its parameters.
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        argon2::Params::new(
+            self.argon2_memory_kib,
+            self.argon2_iterations,
+            self.argon2_parallelism,
+            None,
+        )
+        .map(drop)
+        .map_err(|error| {
+            ConfigError::setting(
+                "LATCHKEY_ARGON2_*",
+                format!("invalid argon2 parameters: {error}"),
+            )
+        })
+    }
+}
+
+/// Rate limits, lockouts, and where their counters live.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ThrottleSettings {
+    /// `on`, or `off` to turn every throttle off (load benchmarks, trusted internal deployments).
+    pub rate_limits: Switch,
+    /// Redis for counters shared by every instance (`redis://host:6379`); unset: in memory.
+    pub redis_url: Option<SecretUrl>,
+    /// Prefix of latchkey's Redis keys, so several deployments can share a server.
+    pub redis_prefix: String,
+    /// Failed logins for one account within the window before it is locked.
+    pub login_max_failures: NonZeroU32,
+    /// The window failed logins are counted in, in seconds.
+    pub login_failure_window_seconds: NonZeroU32,
+    /// First lock, in seconds; each further failure doubles it.
+    pub login_lockout_seconds: NonZeroU32,
+    /// Longest lock, in seconds.
+    pub login_lockout_max_seconds: NonZeroU32,
+    /// Failed logins from one client, across all accounts, within the window before it is locked.
+    pub client_max_failed_logins: NonZeroU32,
+    /// Password logins per client per minute.
+    pub rate_login_per_minute: NonZeroU32,
+    /// Registrations per client per hour.
+    pub rate_register_per_hour: NonZeroU32,
+    /// Refresh-token exchanges per client per minute.
+    pub rate_refresh_per_minute: NonZeroU32,
+    /// Other unauthenticated requests that do work (revocation, introspection) per client per minute.
+    pub rate_other_per_minute: NonZeroU32,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        let count = |value: u32| NonZeroU32::MIN.saturating_add(value - 1);
+        Self {
+            rate_limits: Switch::On,
+            redis_url: None,
+            redis_prefix: "latchkey:".to_owned(),
+            login_max_failures: count(10),
+            login_failure_window_seconds: count(15 * 60),
+            login_lockout_seconds: count(30),
+            login_lockout_max_seconds: count(15 * 60),
+            client_max_failed_logins: count(50),
+            rate_login_per_minute: count(60),
+            rate_register_per_hour: count(100),
+            rate_refresh_per_minute: count(120),
+            rate_other_per_minute: count(300),
+        }
+    }
+}
+
+impl ThrottleSettings {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if self.login_lockout_max_seconds < self.login_lockout_seconds {
+            return Err(ConfigError::setting(
+                "LATCHKEY_LOGIN_LOCKOUT_MAX_SECONDS",
+                "must be at least LATCHKEY_LOGIN_LOCKOUT_SECONDS",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What is logged, and how.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LogSettings {
+    /// Log filter in `tracing` syntax (`RUST_LOG` overrides it).
+    pub log: String,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            log: "info".to_owned(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
