@@ -14,6 +14,7 @@ use crate::store::UserRecord;
 use super::{AuditEvent, Auth, AuthError, ClientContext, FieldProblem, Principal, Verification};
 
 impl Auth {
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn change_password(
         &self,
         principal: &Principal,
@@ -66,6 +67,7 @@ impl Auth {
 
     /// Disables or enables an account by username or email; disabling ends
     /// every session at once. Returns whether the account exists.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn set_disabled(&self, login_name: &str, disabled: bool) -> Result<bool, AuthError> {
         let now = self.clock.now();
         let Some(user_id) = self
@@ -98,6 +100,7 @@ impl Auth {
         Ok(true)
     }
 
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn list_users(&self, limit: u64) -> Result<Vec<UserRecord>, AuthError> {
         Ok(self.store.list_users(limit).await?)
     }

@@ -63,6 +63,7 @@ impl Auth {
     }
 
     /// The audit trail of an account (by username or email), newest first.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn audit_trail(
         &self,
         login_name: &str,

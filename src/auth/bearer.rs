@@ -96,6 +96,7 @@ impl Auth {
     }
 
     /// The caller's account, read from the database; for routes that show it.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn account(&self, principal: &Principal) -> Result<Account, AuthError> {
         match self.store.find_user_by_id(principal.user_id).await? {
             Some(user) if !user.disabled => Ok(Account::from(user)),

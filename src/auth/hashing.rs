@@ -86,6 +86,7 @@ impl PasswordHasher {
     }
 
     /// Hashes a password with argon2id and a fresh salt, as a PHC string.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn hash(&self, password: &Password) -> Result<String, HashingError> {
         self.hash_normalized(SecretString::from(password.expose_secret()))
             .await
@@ -93,6 +94,7 @@ impl PasswordHasher {
 
     /// Hashes a password as typed (NFKC applied, no policy): for replacing an
     /// outdated hash of a password that already verified.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn hash_typed(&self, password: &SecretString) -> Result<String, HashingError> {
         self.hash_normalized(normalize_password(password.expose_secret()))
             .await
@@ -111,6 +113,7 @@ impl PasswordHasher {
     /// Verifies a password (as typed) against a stored hash. With no stored
     /// hash (no such account) the password is hashed anyway, at the same
     /// cost, and the answer is always a mismatch.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn verify(
         &self,
         password: &SecretString,

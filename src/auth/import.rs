@@ -28,6 +28,7 @@ pub struct ImportReport {
     pub skipped: Vec<SkippedRow>,
 }
 
+#[tracing::instrument(level = "info", skip_all)]
 pub async fn import_origin_users(
     store: &Store,
     origin_url: &SecretString,

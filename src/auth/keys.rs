@@ -88,6 +88,7 @@ impl Keyring {
     /// Loads the Ed25519 keys from the database, creating the first one if there is none.
     /// Retired keys are kept while a token they signed may still be live:
     /// those retired after `retention_cutoff`.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn load_or_create(
         store: &Store,
         clock: &dyn Clock,
@@ -110,6 +111,7 @@ impl Keyring {
     }
 
     /// Makes a new key the signing key; earlier ones keep verifying until retention ends.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn rotate(store: &Store, clock: &dyn Clock) -> Result<String, KeyError> {
         let records = store.signing_keys().await?;
         let generation = records.first().map_or(1, |newest| newest.generation + 1);

@@ -23,6 +23,7 @@ pub struct LoginOutcome {
 }
 
 impl Auth {
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn login(
         &self,
         login_name: &str,
@@ -82,6 +83,7 @@ impl Auth {
 
     /// Answers at once, before any password work, while the account or the
     /// client is locked out.
+    #[tracing::instrument(level = "info", skip_all)]
     pub(crate) async fn refuse_while_locked(
         &self,
         account_key: &str,
@@ -98,6 +100,7 @@ impl Auth {
 
     /// Counts a wrong password against the account and the client, and
     /// audits it and any lock it starts.
+    #[tracing::instrument(level = "info", skip_all)]
     pub(crate) async fn count_wrong_password(
         &self,
         account_key: &str,

@@ -24,6 +24,7 @@ pub struct CreatedClient {
 impl Auth {
     /// Revokes the session behind an access or refresh token. Unknown and
     /// invalid tokens are not an error (RFC 7009 section 2.2).
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn revoke_token(&self, token: &SecretString) -> Result<(), AuthError> {
         let token = token.expose_secret();
         if token.contains('.') {
@@ -46,6 +47,7 @@ impl Auth {
     }
 
     /// RFC 7662 for an authenticated client: the claims of a live access token, else inactive.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn introspect(
         &self,
         client_id: &str,
@@ -85,6 +87,7 @@ impl Auth {
         }
     }
 
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn create_client(&self, name: &str) -> Result<CreatedClient, AuthError> {
         let (id_secret, _) = new_secret()?;
         let id = format!("client_{}", &id_secret.expose_secret()[..16]);

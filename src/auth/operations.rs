@@ -33,7 +33,7 @@ pub struct ProviderMetadata {
 
 impl Auth {
     /// Ready to serve: the database answers and its schema is current.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn readiness(&self) -> Result<(), AuthError> {
         self.store.ping().await.map_err(AuthError::NotReady)?;
         self.store

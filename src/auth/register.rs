@@ -17,6 +17,7 @@ pub struct Registration {
 }
 
 impl Auth {
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn register(&self, registration: Registration) -> Result<Account, AuthError> {
         let mut problems = Vec::new();
         let username = collect(

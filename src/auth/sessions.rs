@@ -44,6 +44,7 @@ const MAX_REFRESH_TOKEN_BYTES: usize = 256;
 
 impl Auth {
     /// Opens a session for a user whose password just verified.
+    #[tracing::instrument(level = "info", skip_all)]
     pub(crate) async fn open_session(
         &self,
         user_id: Uuid,
@@ -78,6 +79,7 @@ impl Auth {
 
     /// Spends a refresh token for a new pair. A spent token presented again
     /// ends its session, and every token of it, at once.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn refresh(
         &self,
         presented: &SecretString,
@@ -138,6 +140,7 @@ impl Auth {
         })
     }
 
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn logout(
         &self,
         principal: &Principal,
@@ -174,6 +177,7 @@ impl Auth {
     }
 
     /// The caller's live sessions, newest first.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionRecord>, AuthError> {
         let now = self.clock.now();
         Ok(self
@@ -183,6 +187,7 @@ impl Auth {
     }
 
     /// Ends one of the caller's sessions; someone else's is [`AuthError::SessionNotFound`].
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn end_own_session(
         &self,
         principal: &Principal,
@@ -196,6 +201,7 @@ impl Auth {
         }
     }
 
+    #[tracing::instrument(level = "info", skip_all)]
     pub(crate) async fn end_session(
         &self,
         session_id: Uuid,
@@ -208,6 +214,7 @@ impl Auth {
     }
 
     /// Reloads the revocation set now rather than at the next poll.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn sync_revocations(&self) -> Result<(), AuthError> {
         self.revoked
             .refresh(

@@ -21,6 +21,7 @@ pub struct AuditRecord {
 }
 
 impl Store {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn insert_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
         audit_event::Entity::insert(audit_event::ActiveModel {
             id: NotSet,
@@ -37,6 +38,7 @@ impl Store {
     }
 
     /// A user's events, newest first.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn audit_for_user(
         &self,
         user_id: Uuid,

@@ -17,6 +17,7 @@ pub struct ClientRecord {
 }
 
 impl Store {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
         client::Entity::insert(client::ActiveModel {
             id: Set(client.id.clone()),
@@ -30,6 +31,7 @@ impl Store {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn find_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         let row = client::Entity::find_by_id(id).one(&self.db).await?;
         Ok(row.map(|row| ClientRecord {

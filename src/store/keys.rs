@@ -57,6 +57,7 @@ pub struct SigningKeyRecord {
 
 impl Store {
     /// Every stored key, newest generation first.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         let rows = signing_key::Entity::find()
             .order_by_desc(signing_key::Column::Generation)
@@ -79,6 +80,7 @@ impl Store {
     }
 
     /// Stores a new key; [`StoreError::Conflict`] if its generation was taken meanwhile.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
         let row = signing_key::ActiveModel {
             kid: Set(key.kid.clone()),
@@ -98,6 +100,7 @@ impl Store {
     }
 
     /// Makes `key` the active signing key and retires every other active key, in one transaction.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
         let transaction = self.db.begin().await?;
         signing_key::Entity::update_many()

@@ -15,6 +15,7 @@ pub struct OriginUserRow {
 }
 
 /// Every row of the origin's `users` table, in id order.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn read_origin_users(url: &SecretString) -> Result<Vec<OriginUserRow>, StoreError> {
     let url = url.expose_secret();
     let driver_url = match url.strip_prefix("mariadb:") {

@@ -77,6 +77,7 @@ pub enum Rotation {
 
 impl Store {
     /// Creates a session and its first refresh token, together or not at all.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn insert_session(&self, new: NewSession<'_>) -> Result<(), StoreError> {
         with_retry(|| async {
             let transaction = self.db.begin().await?;
@@ -103,6 +104,7 @@ impl Store {
 
     /// Spends `presented` and stores `successor`, if the token and its session are live.
     /// `idle_cutoff`: sessions last used before it have expired.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rotate_refresh_token(
         &self,
         presented: &str,
@@ -169,6 +171,7 @@ impl Store {
     }
 
     /// The session a refresh token belongs to, spent or not.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn session_of_refresh_token(
         &self,
         hash: &str,
@@ -182,6 +185,7 @@ impl Store {
         self.find_session(token.session_id).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StoreError> {
         Ok(session::Entity::find_by_id(id)
             .one(&self.db)
@@ -190,6 +194,7 @@ impl Store {
     }
 
     /// The user's sessions that are neither revoked nor expired, newest first.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn live_sessions(
         &self,
         user_id: Uuid,
@@ -208,6 +213,7 @@ impl Store {
     }
 
     /// Revokes one session; returns whether it was live.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn revoke_session(
         &self,
         id: Uuid,
@@ -221,6 +227,7 @@ impl Store {
     }
 
     /// Revokes every live session of a user, except `keep` when given.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn revoke_user_sessions(
         &self,
         user_id: Uuid,
@@ -241,6 +248,7 @@ impl Store {
     }
 
     /// Sessions revoked after `since`, for the in-memory revocation set.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn revoked_since(
         &self,
         since: DateTime<Utc>,

@@ -59,11 +59,13 @@ pub struct NewUser<'a> {
 }
 
 impl Store {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn username_taken(&self, normalized: &str) -> Result<bool, StoreError> {
         self.any_user_where(user::Column::UsernameNormalized, normalized)
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn email_taken(&self, normalized: &str) -> Result<bool, StoreError> {
         self.any_user_where(user::Column::EmailNormalized, normalized)
             .await
@@ -81,6 +83,7 @@ impl Store {
     }
 
     /// Inserts a user; a taken username or email comes back as [`StoreError::Conflict`].
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn insert_user(&self, new: NewUser<'_>) -> Result<(), StoreError> {
         with_retry(|| async {
             let row = user::ActiveModel {
@@ -104,6 +107,7 @@ impl Store {
     }
 
     /// Finds the account a login name designates: its username or its email, both normalized.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn find_user_by_login(
         &self,
         normalized: &str,
@@ -119,6 +123,7 @@ impl Store {
         Ok(row.map(UserRecord::from))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn find_user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
         let row = user::Entity::find_by_id(id).one(&self.db).await?;
         Ok(row.map(UserRecord::from))
@@ -126,6 +131,7 @@ impl Store {
 
     /// Replaces a password hash, but only if it is still `expected`, so a
     /// rehash at login never overwrites a password changed in the meantime.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn replace_password_hash(
         &self,
         id: Uuid,
@@ -147,6 +153,7 @@ impl Store {
     }
 
     /// Sets a new password hash unconditionally (a password change).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn set_password_hash(
         &self,
         id: Uuid,
@@ -166,6 +173,7 @@ impl Store {
     }
 
     /// Enables or disables the account a login name designates; returns its id if found.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn set_disabled(
         &self,
         normalized: &str,
@@ -185,6 +193,7 @@ impl Store {
     }
 
     /// Users in creation order, for the CLI.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn list_users(&self, limit: u64) -> Result<Vec<UserRecord>, StoreError> {
         let rows = user::Entity::find()
             .order_by_asc(user::Column::CreatedAt)
@@ -195,6 +204,7 @@ impl Store {
     }
 
     /// Ids of disabled accounts, for the in-memory revocation check.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn disabled_user_ids(&self) -> Result<std::collections::HashSet<Uuid>, StoreError> {
         let ids = user::Entity::find()
             .select_only()
