@@ -230,13 +230,13 @@ async fn keys(settings: Settings, command: KeysCommand) -> CommandResult {
             );
         }
         KeysCommand::List => {
-            for key in store.signing_keys().await? {
+            for key in Keyring::list(&store).await? {
                 let retired = key
                     .retired_at
                     .map(|at| format!("retired {}", at.to_rfc3339()))
                     .unwrap_or_default();
                 println!(
-                    "{}\t{}\t{:?}\tcreated {}\t{retired}",
+                    "{}\t{}\t{}\tcreated {}\t{retired}",
                     key.kid,
                     key.algorithm,
                     key.state,

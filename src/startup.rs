@@ -206,6 +206,7 @@ async fn poll_shared_state(auth: Arc<Auth>, every: std::time::Duration) {
     for tick in 0u64.. {
         ticker.tick().await;
         if let Err(error) = auth.poll_shared_state(tick % 4 == 3).await {
+            let error = crate::telemetry::error_chain(&error);
             tracing::warn!(%error, "could not refresh revocations or keys from the database");
         }
     }

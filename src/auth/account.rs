@@ -8,8 +8,8 @@
 
 use secrecy::SecretString;
 
+use super::views::UserSummary;
 use crate::domain::{Password, normalize_login_name};
-use crate::store::UserRecord;
 
 use super::{AuditEvent, Auth, AuthError, ClientContext, FieldProblem, Principal, Verification};
 
@@ -101,7 +101,8 @@ impl Auth {
     }
 
     #[tracing::instrument(level = "info", skip_all)]
-    pub async fn list_users(&self, limit: u64) -> Result<Vec<UserRecord>, AuthError> {
-        Ok(self.store.list_users(limit).await?)
+    pub async fn list_users(&self, limit: u64) -> Result<Vec<UserSummary>, AuthError> {
+        let users = self.store.list_users(limit).await?;
+        Ok(users.into_iter().map(UserSummary::from).collect())
     }
 }

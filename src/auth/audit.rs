@@ -4,6 +4,7 @@
 
 use uuid::Uuid;
 
+use super::views::AuditEntry;
 use crate::store::AuditRecord;
 
 use super::{Auth, AuthError, ClientContext};
@@ -58,6 +59,7 @@ impl Auth {
             outcome: outcome.chars().take(64).collect(),
         };
         if let Err(error) = self.store.insert_audit(&record).await {
+            let error = crate::telemetry::error_chain(&error);
             tracing::warn!(%error, event = event.name(), "could not write an audit event");
         }
     }
@@ -68,11 +70,12 @@ impl Auth {
         &self,
         login_name: &str,
         limit: u64,
-    ) -> Result<Option<Vec<AuditRecord>>, AuthError> {
+    ) -> Result<Option<Vec<AuditEntry>>, AuthError> {
         let normalized = crate::domain::normalize_login_name(login_name);
         let Some(user) = self.store.find_user_by_login(&normalized).await? else {
             return Ok(None);
         };
-        Ok(Some(self.store.audit_for_user(user.id, limit).await?))
+        let records = self.store.audit_for_user(user.id, limit).await?;
+        Ok(Some(records.into_iter().map(AuditEntry::from).collect()))
     }
 }

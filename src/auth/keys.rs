@@ -19,6 +19,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use super::views::SigningKeySummary;
 use crate::clock::Clock;
 use crate::store::{KeyState, SigningKeyRecord, Store, StoreError};
 
@@ -112,6 +113,12 @@ impl Keyring {
 
     /// Makes a new key the signing key; earlier ones keep verifying until retention ends.
     #[tracing::instrument(level = "info", skip_all)]
+    /// Every stored key, without private halves; for `keys list`.
+    pub async fn list(store: &Store) -> Result<Vec<SigningKeySummary>, KeyError> {
+        let keys = store.signing_keys().await?;
+        Ok(keys.into_iter().map(SigningKeySummary::from).collect())
+    }
+
     pub async fn rotate(store: &Store, clock: &dyn Clock) -> Result<String, KeyError> {
         let records = store.signing_keys().await?;
         let generation = records.first().map_or(1, |newest| newest.generation + 1);

@@ -122,7 +122,7 @@ impl Auth {
         let replacement = match self.hasher.hash_typed(password).await {
             Ok(hash) => hash,
             Err(error) => {
-                tracing::warn!(user_id = %user.id, %error, "could not rehash an outdated password hash");
+                tracing::warn!(user_id = %user.id, error = %crate::telemetry::error_chain(&error), "could not rehash an outdated password hash");
                 return;
             }
         };
@@ -133,7 +133,7 @@ impl Auth {
         {
             Ok(_) => tracing::info!(user_id = %user.id, "rehashed an outdated password hash"),
             Err(error) => {
-                tracing::warn!(user_id = %user.id, %error, "could not store a rehashed password")
+                tracing::warn!(user_id = %user.id, error = %crate::telemetry::error_chain(&error), "could not store a rehashed password")
             }
         }
     }

@@ -23,6 +23,7 @@ mod secrets;
 mod sessions;
 mod throttle;
 mod tokens;
+mod views;
 
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ pub use throttle::{RouteGroup, Throttle, ThrottlePolicy};
 pub use tokens::{
     AccessClaims, IssuedToken, LEEWAY_SECONDS, TokenError, TokenService, token_retention,
 };
+pub use views::{AuditEntry, LiveSession, SigningKeySummary, UserSummary};
 
 /// An account as clients may see it: no hash, no internal flags.
 #[derive(Debug, Clone)]

@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use crate::store::{NewSession, Rotation, SessionRecord};
+use crate::store::{NewSession, Rotation};
+
+use super::views::LiveSession;
 
 use super::secrets::{hash_secret, new_secret};
 use super::{AuditEvent, Auth, AuthError, IssuedToken, Principal, token_retention};
@@ -178,12 +180,16 @@ impl Auth {
 
     /// The caller's live sessions, newest first.
     #[tracing::instrument(level = "info", skip_all)]
-    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionRecord>, AuthError> {
+    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<LiveSession>, AuthError> {
         let now = self.clock.now();
-        Ok(self
+        let records = self
             .store
             .live_sessions(principal.user_id, now, now - self.sessions.idle_timeout)
-            .await?)
+            .await?;
+        Ok(records
+            .into_iter()
+            .map(|record| LiveSession::of(record, principal.session_id))
+            .collect())
     }
 
     /// Ends one of the caller's sessions; someone else's is [`AuthError::SessionNotFound`].

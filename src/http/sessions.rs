@@ -89,7 +89,7 @@ async fn list_sessions(
     let views = sessions
         .into_iter()
         .map(|session| SessionView {
-            current: session.id == principal.session_id,
+            current: session.current,
             id: session.id,
             created_at: session.created_at,
             last_used_at: session.last_used_at,

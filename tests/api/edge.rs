@@ -1,7 +1,8 @@
 //! The HTTP edge, where no request reaches the database: size limits, content
 //! types, malformed JSON, field rules, unknown routes and methods, slow
 //! clients. These run once, on SQLite, whichever backend the run targets
-//! (CI skips `edge::` on the other backends).
+//! (CI skips `edge::` on the other backends); where no socket is involved,
+//! in-process through the router (`TestApp::in_process`).
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,9 @@ pub async fn post_register(app: &TestApp, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
+
 fn first_issue(body: &Value) -> (&Value, &str) {
     let issue = &body["detail"][0];
     (&issue["loc"], issue["type"].as_str().unwrap_or_default())
@@ -30,40 +34,31 @@ fn first_issue(body: &Value) -> (&Value, &str) {
 async fn bodies_over_64_kib_get_413() {
     let app = TestApp::spawn_edge().await;
     let body = json!({"username": "alice", "email": "alice@example.com", "password": "x".repeat(70 * 1024)});
-    let response = post_register(&app, body).await;
-    assert!(json_with_status(response, 413).await["detail"].is_string());
+    let (status, body) = app
+        .in_process("POST", "/register", Some(JSON), body.to_string())
+        .await;
+    assert_eq!(status, 413);
+    assert!(body["detail"].is_string());
     let form = format!("username=alice&password={}", "x".repeat(70 * 1024));
-    let response = app
-        .client
-        .post(app.url("/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    assert!(json_with_status(response, 413).await["detail"].is_string());
+    let (status, body) = app.in_process("POST", "/login", Some(FORM), form).await;
+    assert_eq!(status, 413);
+    assert!(body["detail"].is_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_content_type_gets_415() {
     let app = TestApp::spawn_edge().await;
-    let response = app
-        .client
-        .post(app.url("/register"))
-        .header("content-type", "text/plain")
-        .body(r#"{"username":"alice","email":"alice@example.com","password":"x"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert!(json_with_status(response, 415).await["detail"].is_string());
-    let response = app
-        .client
-        .post(app.url("/login"))
-        .body("username=a&password=b")
-        .send()
-        .await
-        .unwrap();
-    assert!(json_with_status(response, 415).await["detail"].is_string());
+    let json_body = r#"{"username":"alice","email":"alice@example.com","password":"x"}"#;
+    let (status, body) = app
+        .in_process("POST", "/register", Some("text/plain"), json_body)
+        .await;
+    assert_eq!(status, 415);
+    assert!(body["detail"].is_string());
+    let (status, body) = app
+        .in_process("POST", "/login", None, "username=a&password=b")
+        .await;
+    assert_eq!(status, 415);
+    assert!(body["detail"].is_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,15 +72,8 @@ async fn malformed_json_gets_422_with_a_detail_list() {
         "\u{0}",
         r#"{"username": "a", "email": "b", "password": "c"} x"#,
     ] {
-        let response = app
-            .client
-            .post(app.url("/register"))
-            .header("content-type", "application/json")
-            .body(raw)
-            .send()
-            .await
-            .unwrap();
-        let body = json_with_status(response, 422).await;
+        let (status, body) = app.in_process("POST", "/register", Some(JSON), raw).await;
+        assert_eq!(status, 422, "{raw:?}");
         let (loc, _) = first_issue(&body);
         assert_eq!(loc, &json!(["body"]), "{raw:?}");
         assert!(body["detail"][0]["msg"].is_string());
@@ -213,28 +201,12 @@ async fn every_password_rule_is_enforced_and_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_methods_get_json_errors() {
     let app = TestApp::spawn_edge().await;
-    let response = app
-        .client
-        .get(app.url("/no-such-route"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        json_with_status(response, 404).await,
-        json!({"detail": "Not Found"})
-    );
-    let response = app.client.get(app.url("/register")).send().await.unwrap();
-    assert_eq!(
-        json_with_status(response, 405).await,
-        json!({"detail": "Method Not Allowed"})
-    );
-    let response = app
-        .client
-        .delete(app.url("/get-resource"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 405);
+    let answer = app.in_process("GET", "/no-such-route", None, "").await;
+    assert_eq!(answer, (404, json!({"detail": "Not Found"})));
+    let answer = app.in_process("GET", "/register", None, "").await;
+    assert_eq!(answer, (405, json!({"detail": "Method Not Allowed"})));
+    let (status, _) = app.in_process("DELETE", "/get-resource", None, "").await;
+    assert_eq!(status, 405);
 }
 
 /// Starts a server whose requests time out after one second, sends it

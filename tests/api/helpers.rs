@@ -174,6 +174,8 @@ impl Options {
 
 pub struct TestApp {
     pub address: String,
+    /// The same routes and layers as the server's, for in-process requests.
+    router: axum::Router,
     pub client: Client,
     pub store: Store,
     pub auth: Arc<Auth>,
@@ -230,6 +232,10 @@ impl TestApp {
             .await
             .expect("application builds");
         let address = format!("http://{}", application.address());
+        let router = latchkey::http::router(
+            application.state().clone(),
+            std::time::Duration::from_secs(30),
+        );
         let auth = Arc::clone(&application.state().auth);
         // The test's own handle on the database, for arranging and inspecting rows.
         let store = Store::connect(&SecretString::from(database.url.clone()), 2)
@@ -241,6 +247,7 @@ impl TestApp {
         }));
         Self {
             address,
+            router,
             client: Client::new(),
             store,
             auth,
@@ -258,6 +265,37 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("server ran");
         }
+    }
+
+    /// Sends a request in-process (`tower::ServiceExt::oneshot`), through
+    /// every layer but without a socket; answers the status and JSON body.
+    pub async fn in_process(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<String>,
+    ) -> (u16, Value) {
+        use tower::ServiceExt;
+
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request
+            .body(axum::body::Body::from(body.into()))
+            .expect("a valid request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        (status, serde_json::from_slice(&bytes).expect("a JSON body"))
     }
 
     pub fn url(&self, path: &str) -> String {
