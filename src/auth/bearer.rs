@@ -69,7 +69,7 @@ impl Auth {
             Some(verified) => verified,
             None => {
                 let claims = self.tokens.verify(token).map_err(|error| {
-                    tracing::debug!(%error, "bearer token refused");
+                    tracing::debug!(error = %crate::telemetry::error_chain(&error), "bearer token refused");
                     AuthError::InvalidToken
                 })?;
                 let verified = Verified {

@@ -58,7 +58,9 @@ pub enum Verification {
 pub enum HashingError {
     #[error("every password-hashing thread is busy and the queue is full")]
     Busy,
-    #[error("password hashing failed: {0}")]
+    /// What went wrong, in words: the causes come from three crates (argon2,
+    /// its PHC parser, bcrypt) and from the pool, so they are described here.
+    #[error("{0}")]
     Failed(String),
 }
 

@@ -111,14 +111,15 @@ impl Keyring {
         Self::from_records(&records, retention_cutoff)
     }
 
-    /// Makes a new key the signing key; earlier ones keep verifying until retention ends.
-    #[tracing::instrument(level = "info", skip_all)]
     /// Every stored key, without private halves; for `keys list`.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn list(store: &Store) -> Result<Vec<SigningKeySummary>, KeyError> {
         let keys = store.signing_keys().await?;
         Ok(keys.into_iter().map(SigningKeySummary::from).collect())
     }
 
+    /// Makes a new key the signing key; earlier ones keep verifying until retention ends.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn rotate(store: &Store, clock: &dyn Clock) -> Result<String, KeyError> {
         let records = store.signing_keys().await?;
         let generation = records.first().map_or(1, |newest| newest.generation + 1);

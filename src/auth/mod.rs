@@ -129,7 +129,7 @@ impl Auth {
     /// Signature, claims and revocation; no database.
     pub(crate) fn verify_access_token(&self, token: &str) -> Result<AccessClaims, AuthError> {
         let claims = self.tokens.verify(token).map_err(|error| {
-            tracing::debug!(%error, "bearer token refused");
+            tracing::debug!(error = %crate::telemetry::error_chain(&error), "bearer token refused");
             AuthError::InvalidToken
         })?;
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AuthError::InvalidToken)?;

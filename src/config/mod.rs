@@ -26,8 +26,8 @@ pub use sections::{
     ThrottleSettings, TokenSettings,
 };
 pub use values::{
-    Bounded, DatabaseKind, DatabaseUrl, ForwardedHeader, LogFormat, MIN_SECRET_KEY_BYTES, Networks,
-    SecretUrl, SigningSecret, Switch, mask_url_password,
+    Bounded, DatabaseKind, DatabaseUrl, ForwardedHeader, Issuer, LogFormat, MIN_SECRET_KEY_BYTES,
+    Networks, SecretUrl, SigningSecret, Switch, mask_url_password,
 };
 
 /// Every setting latchkey reads, by section.
@@ -274,6 +274,52 @@ mod tests {
         );
         assert!(masked.contains("# issuer = (unset)"), "{masked}");
         assert!(masked.contains("rate_login_per_minute = 60"), "{masked}");
+    }
+
+    #[test]
+    fn switches_and_formats_are_words_never_numbers() {
+        let error = parsed(&[("rate_limits", "1")]).unwrap_err().to_string();
+        assert!(error.contains("LATCHKEY_RATE_LIMITS"), "{error}");
+        assert!(parsed(&[("log_format", "0")]).is_err());
+        let settings = parsed(&[("rate_limits", "OFF"), ("log_format", "Json")]).expect("valid");
+        assert_eq!(settings.throttle.rate_limits, Switch::Off);
+        assert_eq!(settings.logging.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn the_forwarded_header_is_matched_in_any_case_and_others_are_refused() {
+        let settings = parsed(&[("forwarded_header", "Forwarded")]).expect("valid");
+        assert_eq!(settings.server.forwarded_header, ForwardedHeader::Forwarded);
+        let error = parsed(&[("forwarded_header", "x-real-ip")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("LATCHKEY_FORWARDED_HEADER"), "{error}");
+    }
+
+    #[test]
+    fn the_issuer_is_kept_as_written_less_trailing_slashes() {
+        let settings = parsed(&[("issuer", "https://Auth.Example.com:443/x//")]).expect("valid");
+        assert_eq!(settings.server.issuer(), "https://Auth.Example.com:443/x");
+        assert!(parsed(&[("issuer", "not a url")]).is_err());
+    }
+
+    #[test]
+    fn a_numeric_secret_key_is_refused_without_echoing_it() {
+        let error = parsed(&[("secret_key", "12345678901234")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("SECRET_KEY"), "{error}");
+        assert!(!error.contains("12345678901234"), "{error}");
+    }
+
+    #[test]
+    fn trusted_proxies_accept_a_list_or_a_comma_separated_string() {
+        let settings = parsed(&[("trusted_proxies", "10.0.0.0/8, ::1")]).expect("valid");
+        assert_eq!(settings.server.trusted_proxies.as_slice().len(), 2);
+        let error = parsed(&[("trusted_proxies", "10.0.0.0/33")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("LATCHKEY_TRUSTED_PROXIES"), "{error}");
     }
 
     #[test]

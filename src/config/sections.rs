@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 
 use serde::{Deserialize, Serialize};
-use url::Url;
 
 use super::ConfigError;
 use super::values::{
-    Bounded, DatabaseUrl, ForwardedHeader, LogFormat, Networks, SecretUrl, SigningSecret, Switch,
+    Bounded, DatabaseUrl, ForwardedHeader, Issuer, LogFormat, Networks, SecretUrl, SigningSecret,
+    Switch,
 };
 
 /// The listener, what it is called publicly, and which peers are proxies.
@@ -21,7 +21,7 @@ pub struct ServerSettings {
     /// Address the HTTP server binds to (port 0 picks a free port).
     pub listen: SocketAddr,
     /// `iss` of issued tokens; defaults to `http://<listen>`.
-    pub issuer: Option<Url>,
+    pub issuer: Option<Issuer>,
     /// Longest a request may take, body upload included, before it gets 408;
     /// also the longest wait for a request head, and how long in-flight
     /// requests get to finish at shutdown.
@@ -50,7 +50,7 @@ impl ServerSettings {
     /// listen address as a URL.
     pub fn issuer(&self) -> String {
         match &self.issuer {
-            Some(issuer) => issuer.as_str().trim_end_matches('/').to_owned(),
+            Some(issuer) => issuer.as_str().to_owned(),
             None => format!("http://{}", self.listen),
         }
     }

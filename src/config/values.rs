@@ -184,7 +184,64 @@ impl fmt::Debug for SigningSecret {
 
 impl<'de> Deserialize<'de> for SigningSecret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Self::parse(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+        let text = deserializer.deserialize_any(SecretText)?;
+        Self::parse(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads a secret as text; anything else is refused without echoing it
+/// (serde's own message would quote the value).
+struct SecretText;
+
+impl serde::de::Visitor<'_> for SecretText {
+    type Value = String;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<String, E> {
+        Ok(text.to_owned())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<String, E> {
+        Err(E::custom(format!(
+            "must be a string of at least {MIN_SECRET_KEY_BYTES} bytes"
+        )))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<String, E> {
+        self.visit_i64(0)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<String, E> {
+        self.visit_i64(0)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<String, E> {
+        self.visit_i64(0)
+    }
+}
+
+/// The `iss` of tokens as configured, minus trailing slashes; it must parse as
+/// a URL but is kept as written, since verifiers compare it byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issuer(String);
+
+impl Issuer {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        url::Url::parse(raw).map_err(|error| error.to_string())?;
+        Ok(Self(raw.trim_end_matches('/').to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Issuer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -194,12 +251,26 @@ impl Serialize for SigningSecret {
     }
 }
 
-/// `on` or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// `on` or `off`, in any case; never a number (figment would read `1` as
+/// the second variant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Switch {
     On,
     Off,
+}
+
+impl<'de> Deserialize<'de> for Switch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.to_ascii_lowercase().as_str() {
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            _ => Err(serde::de::Error::custom(format!(
+                "{text:?} is neither on nor off"
+            ))),
+        }
+    }
 }
 
 /// The one forwarding header trusted proxies write; matched in any case.
@@ -275,12 +346,25 @@ impl Serialize for Networks {
     }
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+/// Log line format: `text` or `json`, in any case; never a number.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(serde::de::Error::custom(format!(
+                "{text:?} is neither text nor json"
+            ))),
+        }
+    }
 }
 
 /// Replaces the password of a URL, if it has one, so it can be printed.

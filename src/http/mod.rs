@@ -35,8 +35,8 @@ use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use client_ip::{ForwardingHeader, TrustedProxies};
-pub use error::{ApiError, ErrorDetail, ServerFault, ValidationErrors, ValidationIssue};
-use error::{Panicked, log_server_faults};
+pub use error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
+use error::{Panicked, ServerFault, log_server_faults};
 pub use serve::serve;
 pub use state::AppState;
 
@@ -74,6 +74,9 @@ fn with_edge<S: Clone + Send + Sync + 'static>(
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
+                        // Server faults are logged once, with their causes, by
+                        // `log_server_faults`; the trace layer's own line would repeat them.
+                        .on_failure(())
                         .on_response(
                             // One line per request only at debug level: at
                             // tens of thousands of requests a second, access
@@ -136,6 +139,63 @@ mod tests {
 
     async fn boom() -> &'static str {
         panic!("a bug in a handler")
+    }
+
+    /// Log lines, captured for one test.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the disk is on fire")]
+    struct Cause;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("could not save")]
+    struct Outer(#[source] Cause);
+
+    async fn failing() -> ApiError {
+        ApiError::Internal(ServerFault::new(Outer(Cause)))
+    }
+
+    #[tokio::test]
+    async fn a_server_fault_is_logged_once_with_its_causes_and_never_sent() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let router = with_edge(
+            Router::new().route("/fail", get(failing)),
+            Duration::from_secs(5),
+        );
+        let response = router
+            .oneshot(Request::get("/fail").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], br#"{"detail":"Internal server error"}"#);
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = logs.lines().filter(|line| line.contains("ERROR")).collect();
+        assert_eq!(lines.len(), 1, "{logs}");
+        assert!(
+            lines[0].contains("could not save: the disk is on fire"),
+            "{logs}"
+        );
+        assert!(lines[0].contains("request_id="), "{logs}");
     }
 
     #[tokio::test]

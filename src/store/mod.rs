@@ -56,14 +56,14 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
-    backend: Backend,
 }
 
 impl Store {
     /// Opens a connection pool; `mariadb:` URLs are spoken to with the MySQL driver.
     pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self, StoreError> {
         let url = url.expose_secret();
-        let backend = Backend::from_url(url).map_err(StoreError::Config)?;
+        // A clear refusal of an unknown scheme, before the driver's own words.
+        Backend::from_url(url).map_err(StoreError::Config)?;
         let driver_url = match url.strip_prefix("mariadb:") {
             Some(rest) => format!("mysql:{rest}"),
             None => url.to_owned(),
@@ -89,11 +89,7 @@ impl Store {
         let db = Database::connect(options)
             .await
             .map_err(StoreError::Connect)?;
-        Ok(Self { db, backend })
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
+        Ok(Self { db })
     }
 
     /// The raw connection, for the migrator and for tests that inspect rows.

@@ -189,13 +189,16 @@ async fn every_password_rule_is_enforced_and_named() {
                 .starts_with("Password ")
         );
     }
-    // 128 characters, counted as characters not bytes, is fine.
+    // 128 characters, counted as characters not bytes, is fine: only the
+    // (deliberately) bad email is reported, and nothing reaches the database.
     let response = post_register(
         &app,
-        json!({"username": "alice", "email": "alice@example.com", "password": "é".repeat(128)}),
+        json!({"username": "alice", "email": "not-an-email", "password": "é".repeat(128)}),
     )
     .await;
-    assert_eq!(response.status(), 200);
+    let body = json_with_status(response, 422).await;
+    assert_eq!(body["detail"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(first_issue(&body).0, &json!(["body", "email"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +250,7 @@ async fn a_body_that_never_finishes_gets_408_after_the_request_timeout() {
         "{answer}"
     );
     // Nothing else is affected.
-    assert_eq!(app.login("nobody", ALICE_PASSWORD).await.status(), 400);
+    assert_eq!(app.get("/health").await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,5 +260,5 @@ async fn a_request_head_that_never_finishes_is_cut_off() {
     let answer = answer.expect("the connection was still open after 10 s");
     assert!(!answer.contains("200 OK"));
     // The server goes on serving everyone else.
-    assert_eq!(app.login("nobody", ALICE_PASSWORD).await.status(), 400);
+    assert_eq!(app.get("/health").await.status(), 200);
 }

@@ -224,6 +224,8 @@ impl TestApp {
 
     async fn start(database: Arc<TestDatabase>, options: Options) -> Self {
         let settings = test_settings(&database.url, &options);
+        let request_timeout =
+            std::time::Duration::from_secs(settings.server.request_timeout_seconds.get());
         let clock: Arc<dyn Clock> = match &options.clock {
             Some(clock) => Arc::new(clock.clone()),
             None => Arc::new(SystemClock),
@@ -232,10 +234,7 @@ impl TestApp {
             .await
             .expect("application builds");
         let address = format!("http://{}", application.address());
-        let router = latchkey::http::router(
-            application.state().clone(),
-            std::time::Duration::from_secs(30),
-        );
+        let router = latchkey::http::router(application.state().clone(), request_timeout);
         let auth = Arc::clone(&application.state().auth);
         // The test's own handle on the database, for arranging and inspecting rows.
         let store = Store::connect(&SecretString::from(database.url.clone()), 2)
@@ -377,6 +376,15 @@ impl TestApp {
         json_with_status(response, 200).await
     }
 
+    /// `GET path`, over HTTP.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// `GET path` with a bearer token.
     pub async fn get_with_token(&self, path: &str, token: &str) -> Response {
         self.client
@@ -439,7 +447,7 @@ fn test_settings(database_url: &str, options: &Options) -> Settings {
     settings.server.issuer = options
         .issuer
         .as_deref()
-        .map(|issuer| issuer.parse().expect("issuer URL"));
+        .map(|issuer| latchkey::config::Issuer::parse(issuer).expect("issuer URL"));
     if let Some(audience) = &options.audience {
         settings.tokens.audience.clone_from(audience);
     }
