@@ -74,7 +74,9 @@ impl Auth {
             "session opened",
         )
         .await;
-        let tokens = self.open_session(user.id, &user.username, context).await?;
+        let tokens = self
+            .open_session(user.id, &user.username, user.credential_version, context)
+            .await?;
         Ok(LoginOutcome {
             account: Account::from(user),
             tokens,

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use crate::store::{NewSession, Rotation};
+use crate::store::{NewSession, Rotation, StoreError};
 
 use super::views::LiveSession;
 
@@ -47,10 +47,13 @@ const MAX_REFRESH_TOKEN_BYTES: usize = 256;
 impl Auth {
     /// Opens a session for a user whose password just verified.
     #[tracing::instrument(level = "info", skip_all)]
+    /// `credential_version` is the account's as read before the password
+    /// check: if it has changed since, nothing is opened.
     pub(crate) async fn open_session(
         &self,
         user_id: Uuid,
         username: &str,
+        credential_version: i64,
         context: &ClientContext,
     ) -> Result<TokenPair, AuthError> {
         let now = self.clock.now();
@@ -69,8 +72,14 @@ impl Auth {
                 user_agent,
                 client_ip: context.ip,
                 refresh_token_hash: &refresh_hash,
+                credential_version,
             })
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // The password just verified is no longer the account's.
+                StoreError::StaleCredential => AuthError::InvalidCredentials,
+                other => AuthError::Store(other),
+            })?;
         let access = self.tokens.issue(user_id, username, session_id)?;
         Ok(TokenPair {
             access,
@@ -119,6 +128,12 @@ impl Auth {
                 .await;
                 return Err(AuthError::InvalidGrant(
                     "the refresh token was already used",
+                ));
+            }
+            Rotation::CredentialChanged { session_id } => {
+                self.revoked.insert(session_id, now);
+                return Err(AuthError::InvalidGrant(
+                    "the refresh token is invalid or its session ended",
                 ));
             }
             Rotation::SessionEnded | Rotation::Unknown => {

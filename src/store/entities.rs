@@ -36,6 +36,8 @@ pub mod user {
         pub disabled: bool,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// Raised by every change that ends the sessions of the old credential.
+        pub credential_version: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -88,6 +90,8 @@ pub mod session {
         pub client_ip: Option<String>,
         pub revoked_at: Option<DateTimeUtc>,
         pub revoked_reason: Option<String>,
+        /// The account's credential version when the session was opened.
+        pub credential_version: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,6 +20,9 @@ pub enum StoreError {
          run a latchkey at least as new as the one that migrated it"
     )]
     SchemaTooNew(String),
+    /// The account's credential changed between a login's check and its session.
+    #[error("the credential changed while the session was being opened")]
+    StaleCredential,
     #[error("the database has migrations still to apply")]
     MigrationsPending,
     #[error("stored data is corrupt: {0}")]

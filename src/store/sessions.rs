@@ -11,11 +11,11 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
-use super::entities::{refresh_token, session};
+use super::entities::{refresh_token, session, user};
 use super::error::{classify_write, with_retry};
 use super::{Store, StoreError};
 
@@ -58,6 +58,8 @@ pub struct NewSession<'a> {
     pub client_ip: Option<IpAddr>,
     /// SHA-256 (hex) of the session's first refresh token.
     pub refresh_token_hash: &'a str,
+    /// The account's credential version the login verified against.
+    pub credential_version: i64,
 }
 
 /// What presenting a refresh token led to.
@@ -70,6 +72,11 @@ pub enum Rotation {
         session_id: Uuid,
         user_id: Uuid,
     },
+    /// The session was opened with a credential that has changed since (a
+    /// password change raced its login): the session is now revoked.
+    CredentialChanged {
+        session_id: Uuid,
+    },
     /// The token was live but its session had ended (revoked or expired).
     SessionEnded,
     Unknown,
@@ -77,10 +84,34 @@ pub enum Rotation {
 
 impl Store {
     /// Creates a session and its first refresh token, together or not at all.
+    ///
+    /// The account row is locked first (a write that changes nothing), then
+    /// its credential version is read again: a password change or disabling
+    /// that committed since the login read the account makes this
+    /// [`StoreError::StaleCredential`], and one that comes later waits for
+    /// this session, which its sweep then ends.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn insert_session(&self, new: NewSession<'_>) -> Result<(), StoreError> {
         with_retry(|| async {
             let transaction = self.db.begin().await?;
+            user::Entity::update_many()
+                .col_expr(
+                    user::Column::CredentialVersion,
+                    Expr::col(user::Column::CredentialVersion),
+                )
+                .filter(user::Column::Id.eq(new.user_id))
+                .exec(&transaction)
+                .await?;
+            let current: Option<i64> = user::Entity::find_by_id(new.user_id)
+                .select_only()
+                .column(user::Column::CredentialVersion)
+                .into_tuple()
+                .one(&transaction)
+                .await?;
+            if current != Some(new.credential_version) {
+                transaction.rollback().await?;
+                return Err(StoreError::StaleCredential);
+            }
             session::Entity::insert(session::ActiveModel {
                 id: Set(new.id),
                 user_id: Set(new.user_id),
@@ -91,6 +122,7 @@ impl Store {
                 client_ip: Set(new.client_ip.map(|ip| ip.to_string())),
                 revoked_at: Set(None),
                 revoked_reason: Set(None),
+                credential_version: Set(new.credential_version),
             })
             .exec_without_returning(&transaction)
             .await
@@ -154,6 +186,26 @@ impl Store {
             {
                 transaction.commit().await?;
                 return Ok(Rotation::SessionEnded);
+            }
+            let current: Option<i64> = user::Entity::find_by_id(session.user_id)
+                .select_only()
+                .column(user::Column::CredentialVersion)
+                .into_tuple()
+                .one(&transaction)
+                .await?;
+            if current != Some(session.credential_version) {
+                // Opened with a credential that has changed since: it ends here.
+                revoke_where(
+                    &transaction,
+                    session::Column::Id.eq(session.id),
+                    "credential_changed",
+                    now,
+                )
+                .await?;
+                transaction.commit().await?;
+                return Ok(Rotation::CredentialChanged {
+                    session_id: session.id,
+                });
             }
             session::Entity::update_many()
                 .col_expr(session::Column::LastUsedAt, Expr::value(now))

@@ -20,6 +20,8 @@ pub struct UserRecord {
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Sessions opened with an older version belong to a changed credential.
+    pub credential_version: i64,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -43,6 +45,7 @@ impl From<user::Model> for UserRecord {
             disabled: row.disabled,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            credential_version: row.credential_version,
         }
     }
 }
@@ -96,6 +99,7 @@ impl Store {
                 disabled: Set(false),
                 created_at: Set(new.now),
                 updated_at: Set(new.now),
+                credential_version: Set(0),
             };
             user::Entity::insert(row)
                 .exec_without_returning(&self.db)
@@ -152,7 +156,9 @@ impl Store {
         .await
     }
 
-    /// Sets a new password hash unconditionally (a password change).
+    /// Sets a new password hash unconditionally (a password change) and
+    /// raises the credential version, which ends the old sessions' right to
+    /// refresh and stops logins with the old password still in flight.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn set_password_hash(
         &self,
@@ -164,6 +170,7 @@ impl Store {
             user::Entity::update_many()
                 .col_expr(user::Column::PasswordHash, hash.into())
                 .col_expr(user::Column::UpdatedAt, now.into())
+                .col_expr(user::Column::CredentialVersion, raised_version())
                 .filter(user::Column::Id.eq(id))
                 .exec(&self.db)
                 .await?;
@@ -183,9 +190,13 @@ impl Store {
         let Some(user) = self.find_user_by_login(normalized).await? else {
             return Ok(None);
         };
-        user::Entity::update_many()
+        let mut update = user::Entity::update_many()
             .col_expr(user::Column::Disabled, disabled.into())
-            .col_expr(user::Column::UpdatedAt, now.into())
+            .col_expr(user::Column::UpdatedAt, now.into());
+        if disabled {
+            update = update.col_expr(user::Column::CredentialVersion, raised_version());
+        }
+        update
             .filter(user::Column::Id.eq(user.id))
             .exec(&self.db)
             .await?;
@@ -215,4 +226,10 @@ impl Store {
             .await?;
         Ok(ids.into_iter().collect())
     }
+}
+
+/// `credential_version + 1`.
+fn raised_version() -> sea_orm::sea_query::Expr {
+    use sea_orm::sea_query::ExprTrait;
+    sea_orm::sea_query::Expr::col(user::Column::CredentialVersion).add(1)
 }

@@ -373,3 +373,59 @@ async fn disabling_a_user_ends_their_sessions_at_once() {
     assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 200);
     assert!(!app.auth.set_disabled("nobody", true).await.unwrap());
 }
+
+/// Twelve logins with the old password race each password change, twenty
+/// times: once the change has answered, none of them holds a usable session
+/// (its access token is refused and its refresh token spent nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_racing_a_password_change_never_keep_a_session() {
+    let options = Options::customized(|settings| {
+        settings.throttle.rate_limits = latchkey::config::Switch::Off;
+    });
+    let app = TestApp::spawn_with(options).await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let mut password = ALICE_PASSWORD.to_owned();
+    let mut survivors = Vec::new();
+    for round in 0..20 {
+        let token = app.token_for("alice", &password).await;
+        let logins: Vec<_> = (0..12)
+            .map(|_| {
+                let (client, url, password) =
+                    (app.client.clone(), app.url("/login"), password.clone());
+                tokio::spawn(async move {
+                    let form = [("username", "alice"), ("password", password.as_str())];
+                    let response = client.post(url).form(&form).send().await.unwrap();
+                    (response.status().as_u16() == 200).then_some(response)
+                })
+            })
+            .collect();
+        let new_password = format!("{ALICE_PASSWORD} round {round}");
+        let change = app
+            .client
+            .post(app.url("/me/password"))
+            .bearer_auth(&token)
+            .json(&json!({"current_password": password, "new_password": new_password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(change.status(), 204, "round {round}");
+        password = new_password;
+        for login in logins {
+            if let Some(response) = login.await.unwrap() {
+                survivors.push(new_refresh_token(response).await);
+            }
+        }
+        // Logins that finished after the change answered were refused above;
+        // the earlier ones' sessions must be dead everywhere.
+        app.auth.poll_shared_state(false).await.unwrap();
+        for (access, refresh) in survivors.drain(..) {
+            assert_eq!(
+                app.get_resource(&access).await.status(),
+                401,
+                "round {round}"
+            );
+            assert_eq!(app.refresh(&refresh).await.status(), 400, "round {round}");
+        }
+    }
+}

@@ -11,6 +11,7 @@ mod m20261124_000001_create_users;
 mod m20261124_000002_create_signing_keys;
 mod m20261124_000003_create_sessions;
 mod m20261124_000004_create_audit_events;
+mod m20261202_000005_add_credential_versions;
 
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_create_signing_keys::Migration),
             Box::new(m20261124_000003_create_sessions::Migration),
             Box::new(m20261124_000004_create_audit_events::Migration),
+            Box::new(m20261202_000005_add_credential_versions::Migration),
         ]
     }
 }
