@@ -111,11 +111,18 @@ impl Store {
     }
 
     /// Finds the account a login name designates: its username or its email, both normalized.
+    ///
+    /// No stored key ends in a space (usernames and emails cannot), and
+    /// MariaDB's PAD SPACE collations would match `'alice '` to `'alice'`
+    /// where PostgreSQL and SQLite do not: such names find nothing anywhere.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn find_user_by_login(
         &self,
         normalized: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
+        if normalized.ends_with(' ') {
+            return Ok(None);
+        }
         let row = user::Entity::find()
             .filter(
                 Condition::any()

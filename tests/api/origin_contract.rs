@@ -144,6 +144,24 @@ async fn a_wrong_password_and_an_unknown_user_fail_identically() {
     assert_eq!(impossible_name, expected);
 }
 
+/// MariaDB's PAD SPACE collations compare `'alice '` equal to `'alice'`;
+/// PostgreSQL and SQLite do not. Every backend must refuse it alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_with_trailing_spaces_never_log_in() {
+    let app = TestApp::spawn().await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    for name in ["alice ", "alice  ", "alice@example.com "] {
+        let body = json_with_status(app.login(name, ALICE_PASSWORD).await, 400).await;
+        assert_eq!(
+            body,
+            json!({"detail": "Incorrect username or password"}),
+            "{name:?}"
+        );
+    }
+    assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_protected_resource_needs_a_valid_bearer_token() {
     let app = TestApp::spawn().await;
