@@ -150,6 +150,9 @@ impl TokenService {
             return Err(TokenError::Rejected("too long"));
         }
         let header = jsonwebtoken::decode_header(token)?;
+        if names_critical_extensions(token) {
+            return Err(TokenError::Rejected("critical header extension"));
+        }
         if !header.typ.as_deref().is_some_and(is_access_token_type) {
             return Err(TokenError::Rejected("wrong typ"));
         }
@@ -176,6 +179,22 @@ impl TokenService {
         }
         Ok(claims)
     }
+}
+
+/// RFC 7515 section 4.1.11: a `crit` header names extensions the verifier
+/// must understand or refuse; we understand none, so any `crit` (and a header
+/// that cannot be read to tell) refuses the token.
+fn names_critical_extensions(token: &str) -> bool {
+    use base64::Engine;
+
+    let Some(encoded) = token.split('.').next() else {
+        return true;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
+        return true;
+    };
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+        .map_or(true, |header| header.contains_key("crit"))
 }
 
 /// RFC 9068 section 4: `at+jwt`, or its full media type, compared case-insensitively.
@@ -250,5 +269,35 @@ mod tests {
         );
         assert!(tokens.verify("").is_err());
         assert!(tokens.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn a_header_naming_a_critical_extension_is_refused_even_when_signed() {
+        let clock = ManualClock::new(chrono::Utc::now());
+        let tokens = service(&clock);
+        let issued = tokens
+            .issue(Uuid::now_v7(), "alice", Uuid::now_v7())
+            .unwrap();
+        let payload = issued.access_token.split('.').nth(1).unwrap().to_owned();
+        let header = URL_SAFE_NO_PAD.encode(
+            r#"{"alg":"HS256","typ":"at+jwt","kid":"secret-key","crit":["x-unknown"],"x-unknown":1}"#,
+        );
+        let message = format!("{header}.{payload}");
+        let key = jsonwebtoken::EncodingKey::from_secret("k".repeat(32).as_bytes());
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+                .unwrap();
+        let forged = format!("{message}.{signature}");
+        assert!(matches!(
+            tokens.verify(&forged),
+            Err(TokenError::Rejected("critical header extension"))
+        ));
+        // The same header without `crit` verifies: the signature was good.
+        let plain = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"at+jwt","kid":"secret-key"}"#);
+        let message = format!("{plain}.{payload}");
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+                .unwrap();
+        assert!(tokens.verify(&format!("{message}.{signature}")).is_ok());
     }
 }
