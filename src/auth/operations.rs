@@ -9,6 +9,10 @@ use std::time::Duration;
 use super::keys::PublicJwk;
 use super::throttle::RouteGroup;
 use super::{Auth, AuthError};
+use crate::store::StoreError;
+
+/// Longest `/ready` waits for the database.
+const READINESS_WITHIN: Duration = Duration::from_millis(800);
 
 /// Gauges and counters of this instance, at one moment.
 #[derive(Debug, Clone, Copy)]
@@ -33,13 +37,18 @@ pub struct ProviderMetadata {
 
 impl Auth {
     /// Ready to serve: the database answers and its schema is current.
+    /// Answers within [`READINESS_WITHIN`] whatever the database does, so a
+    /// load balancer learns of an outage at once.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn readiness(&self) -> Result<(), AuthError> {
-        self.store.ping().await.map_err(AuthError::NotReady)?;
-        self.store
-            .check_migrations()
-            .await
-            .map_err(AuthError::NotReady)
+        let check = async {
+            self.store.ping().await?;
+            self.store.check_migrations().await
+        };
+        match tokio::time::timeout(READINESS_WITHIN, check).await {
+            Ok(outcome) => outcome.map_err(AuthError::NotReady),
+            Err(_) => Err(AuthError::NotReady(StoreError::NoAnswer)),
+        }
     }
 
     pub fn metrics_snapshot(&self) -> MetricsSnapshot {

@@ -160,6 +160,9 @@ impl From<AuthError> for ApiError {
             AuthError::Throttled(wait) => Self::Throttled(wait),
             AuthError::Busy => Self::Busy,
             AuthError::NotReady(_) => Self::Unavailable(ServerFault::new(error)),
+            AuthError::Store(ref store) if store.is_unavailable() => {
+                Self::Unavailable(ServerFault::new(error))
+            }
             AuthError::Store(_)
             | AuthError::Hashing(_)
             | AuthError::Signing(_)

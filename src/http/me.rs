@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "The caller's account", body = AccountView),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
+        (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = ErrorDetail),
     ))]
 async fn me(
     State(state): State<AppState>,
@@ -54,6 +55,7 @@ pub struct PasswordChange {
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
         (status = 422, description = "The new password breaks a rule", body = ValidationErrors),
         (status = 429, description = "Too many wrong passwords for this account or client; see Retry-After", body = ErrorDetail),
+        (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = ErrorDetail),
     ))]
 async fn change_password(
     State(state): State<AppState>,

@@ -86,6 +86,14 @@ impl OAuthError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 ..Self::new("temporarily_unavailable", "Server busy, retry shortly")
             },
+            AuthError::Store(ref store) if store.is_unavailable() => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                fault: Some(ServerFault::new(error)),
+                ..Self::new(
+                    "temporarily_unavailable",
+                    "Service unavailable, retry shortly",
+                )
+            },
             other => Self {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 fault: Some(ServerFault::new(other)),
@@ -170,7 +178,7 @@ impl OAuthForm {
     responses(
         (status = 200, description = "Tokens", body = TokenResponse),
         (status = 400, description = "RFC 6749 error", body = OAuthError),
-        (status = 503, description = "Password hashing at capacity; retry", body = OAuthError),
+        (status = 503, description = "Password hashing at capacity, or the database is unreachable; retry", body = OAuthError),
     ))]
 async fn token(
     State(state): State<AppState>,
@@ -216,6 +224,7 @@ async fn token(
     responses(
         (status = 200, description = "Revoked, or there was nothing to revoke"),
         (status = 400, description = "RFC 6749 error", body = OAuthError),
+        (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = OAuthError),
     ))]
 async fn revoke(
     State(state): State<AppState>,
@@ -238,6 +247,7 @@ async fn revoke(
     responses(
         (status = 200, description = "`{\"active\": true, ...claims}` or `{\"active\": false}`", body = Object),
         (status = 401, description = "Client authentication failed", body = OAuthError),
+        (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = OAuthError),
     ))]
 async fn introspect(
     State(state): State<AppState>,
@@ -291,6 +301,7 @@ pub struct UserInfo {
     responses(
         (status = 200, description = "Claims about the caller", body = UserInfo),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
+        (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = ErrorDetail),
     ))]
 async fn userinfo(
     State(state): State<AppState>,

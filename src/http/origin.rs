@@ -71,7 +71,7 @@ impl From<Account> for AccountView {
         (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 422, description = "A field breaks a rule", body = ValidationErrors),
         (status = 429, description = "Too many registrations from this client; see Retry-After", body = ErrorDetail),
-        (status = 503, description = "Password hashing at capacity; retry", body = ErrorDetail),
+        (status = 503, description = "Password hashing at capacity, or the database is unreachable; retry", body = ErrorDetail),
     ))]
 async fn register(
     State(state): State<AppState>,
@@ -141,7 +141,7 @@ impl From<TokenPair> for TokenResponse {
         (status = 415, description = "Neither a form nor JSON", body = ErrorDetail),
         (status = 422, description = "A field is missing or malformed", body = ValidationErrors),
         (status = 429, description = "Too many attempts for this account or from this client; see Retry-After", body = ErrorDetail),
-        (status = 503, description = "Password hashing at capacity; retry", body = ErrorDetail),
+        (status = 503, description = "Password hashing at capacity, or the database is unreachable; retry", body = ErrorDetail),
     ))]
 async fn login(
     State(state): State<AppState>,

@@ -38,6 +38,7 @@ pub struct LogoutQuery {
         (status = 204, description = "Ended"),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
         (status = 422, description = "Unknown scope", body = ErrorDetail),
+        (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = ErrorDetail),
     ))]
 async fn logout(
     State(state): State<AppState>,
@@ -80,6 +81,7 @@ pub struct SessionView {
     responses(
         (status = 200, description = "Live sessions", body = Vec<SessionView>),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
+        (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = ErrorDetail),
     ))]
 async fn list_sessions(
     State(state): State<AppState>,
@@ -109,6 +111,7 @@ async fn list_sessions(
         (status = 204, description = "Ended"),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
         (status = 404, description = "No such session of the caller", body = ErrorDetail),
+        (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = ErrorDetail),
     ))]
 async fn end_session(
     State(state): State<AppState>,

@@ -29,9 +29,32 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error")]
     Database(#[from] DbErr),
+    /// The database did not answer within the time the caller allowed.
+    #[error("the database did not answer in time")]
+    NoAnswer,
 }
 
 impl StoreError {
+    /// Whether the database could not be reached or did not answer: an
+    /// outage (503, retry later), not a fault of this request.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::NoAnswer | Self::Connect(_) => true,
+            Self::Database(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => true,
+            Self::Database(
+                DbErr::Exec(RuntimeErr::SqlxError(error))
+                | DbErr::Query(RuntimeErr::SqlxError(error)),
+            ) => matches!(
+                error.deref(),
+                sea_orm::sqlx::Error::Io(_)
+                    | sea_orm::sqlx::Error::PoolTimedOut
+                    | sea_orm::sqlx::Error::PoolClosed
+                    | sea_orm::sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the database asked us to try again: a deadlock, a serialization
     /// failure or a busy SQLite file.
     pub fn is_retryable(&self) -> bool {

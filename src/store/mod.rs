@@ -52,6 +52,9 @@ impl Backend {
     }
 }
 
+/// Longest wait for a pooled connection before a request gives up (503).
+const ACQUIRE_WITHIN: Duration = Duration::from_millis(1500);
+
 /// The application's handle on its database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -73,7 +76,9 @@ impl Store {
             .max_connections(max_connections)
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(10))
+            // A request waits this long for a connection, then answers 503:
+            // an unreachable database must not hold clients for long.
+            .acquire_timeout(ACQUIRE_WITHIN)
             .sqlx_logging(false)
             // Concurrent writers wait for SQLite's lock instead of failing at once.
             .map_sqlx_sqlite_opts(|options| {

@@ -10,6 +10,7 @@ mod edge;
 mod import;
 mod oauth;
 mod origin_contract;
+mod outage;
 mod persistence;
 mod sessions;
 mod tokens;
