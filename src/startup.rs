@@ -230,6 +230,7 @@ fn throttle_policy(settings: &config::ThrottleSettings) -> ThrottlePolicy {
     ThrottlePolicy {
         enabled: settings.rate_limits == Switch::On,
         account_failures: lockouts(settings.login_max_failures),
+        account_wide_failures: lockouts(settings.login_max_failures_all_clients),
         client_failures: lockouts(settings.client_max_failed_logins),
         login: per(settings.rate_login_per_minute, 60.0),
         register: per(settings.rate_register_per_hour, 3600.0),

@@ -41,7 +41,9 @@ impl Auth {
             .verify(current, Some(&user.password_hash))
             .await?
         {
-            Verification::Match { .. } => self.throttle.login_succeeded(&account_key).await,
+            Verification::Match { .. } => {
+                self.throttle.login_succeeded(&account_key, client.ip).await
+            }
             Verification::Mismatch => {
                 let outcome = "wrong current password";
                 self.count_wrong_password(&account_key, Some(user.id), client, outcome)

@@ -66,7 +66,9 @@ impl Auth {
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        self.throttle.login_succeeded(&account_key).await;
+        self.throttle
+            .login_succeeded(&account_key, context.ip)
+            .await;
         self.audit(
             AuditEvent::LoginSuccess,
             Some(user.id),

@@ -1,6 +1,11 @@
-//! Abuse protection rules: per-account lockouts after failed logins, a cap on
-//! failed logins per client across all accounts, and token buckets per client
-//! and route group. The counters themselves live in
+//! Abuse protection rules: lockouts after failed logins, a cap on failed
+//! logins per client across all accounts, and token buckets per client and
+//! route group.
+//!
+//! Failed logins lock an account *for the client that failed*: one address
+//! polling an account keeps only itself out, never the owner elsewhere. The
+//! whole account locks only when failures from many clients add up to the
+//! account-wide threshold (a distributed guessing campaign). The counters themselves live in
 //! [`crate::store::counters`] (memory or Redis).
 //!
 //! Locks are always temporary, grow exponentially to a cap, and are cleared
@@ -45,7 +50,10 @@ impl RouteGroup {
 pub struct ThrottlePolicy {
     /// `false` turns every throttle off (benchmarks, trusted internal deployments).
     pub enabled: bool,
+    /// Failures of one client against one account.
     pub account_failures: FailureRule,
+    /// Failures against one account from every client together.
+    pub account_wide_failures: FailureRule,
     pub client_failures: FailureRule,
     pub login: Bucket,
     pub register: Bucket,
@@ -110,16 +118,21 @@ impl Throttle {
             return None;
         }
         let now = self.now_ms();
+        let pair_wait = self
+            .counters
+            .locked(&account_client_key(account, client), now)
+            .await;
         let account_wait = self.counters.locked(&account_key(account), now).await;
         let client_wait = match client {
             Some(client) => self.counters.locked(&client_key(Some(client)), now).await,
             None => None,
         };
-        let wait = account_wait.max(client_wait);
+        let wait = pair_wait.max(account_wait).max(client_wait);
         self.count_refusal(wait, wait.is_some())
     }
 
-    /// Counts a failed login; returns the account lock it started, if any.
+    /// Counts a failed login; returns the lock it started for this client on
+    /// this account (or for the whole account), if any.
     pub async fn login_failed(&self, account: &str, client: Option<IpAddr>) -> Option<Duration> {
         if !self.policy.enabled {
             return None;
@@ -130,14 +143,31 @@ impl Throttle {
                 .fail(&client_key(Some(client)), self.policy.client_failures, now)
                 .await;
         }
-        self.counters
-            .fail(&account_key(account), self.policy.account_failures, now)
-            .await
+        let pair_lock = self
+            .counters
+            .fail(
+                &account_client_key(account, client),
+                self.policy.account_failures,
+                now,
+            )
+            .await;
+        let account_lock = self
+            .counters
+            .fail(
+                &account_key(account),
+                self.policy.account_wide_failures,
+                now,
+            )
+            .await;
+        pair_lock.max(account_lock)
     }
 
-    pub async fn login_succeeded(&self, account: &str) {
+    /// The right password from this client: its count on the account starts over.
+    pub async fn login_succeeded(&self, account: &str, client: Option<IpAddr>) {
         if self.policy.enabled {
-            self.counters.clear(&account_key(account)).await;
+            self.counters
+                .clear(&account_client_key(account, client))
+                .await;
         }
     }
 
@@ -148,6 +178,10 @@ impl Throttle {
 
 fn account_key(account: &str) -> String {
     format!("account:{account}")
+}
+
+fn account_client_key(account: &str, client: Option<IpAddr>) -> String {
+    format!("account-client:{}:{account}", client_unit(client))
 }
 
 fn client_key(client: Option<IpAddr>) -> String {

@@ -186,8 +186,12 @@ pub struct ThrottleSettings {
     pub redis_url: Option<SecretUrl>,
     /// Prefix of latchkey's Redis keys, so several deployments can share a server.
     pub redis_prefix: String,
-    /// Failed logins for one account within the window before it is locked.
+    /// Failed logins of one client for one account within the window before
+    /// the account is locked for that client.
     pub login_max_failures: NonZeroU32,
+    /// Failed logins for one account from all clients together within the
+    /// window before the account is locked for everyone.
+    pub login_max_failures_all_clients: NonZeroU32,
     /// The window failed logins are counted in, in seconds.
     pub login_failure_window_seconds: NonZeroU32,
     /// First lock, in seconds; each further failure doubles it.
@@ -214,6 +218,7 @@ impl Default for ThrottleSettings {
             redis_url: None,
             redis_prefix: "latchkey:".to_owned(),
             login_max_failures: count(10),
+            login_max_failures_all_clients: count(100),
             login_failure_window_seconds: count(15 * 60),
             login_lockout_seconds: count(30),
             login_lockout_max_seconds: count(15 * 60),
@@ -228,6 +233,12 @@ impl Default for ThrottleSettings {
 
 impl ThrottleSettings {
     pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if self.login_max_failures_all_clients < self.login_max_failures {
+            return Err(ConfigError::setting(
+                "LATCHKEY_LOGIN_MAX_FAILURES_ALL_CLIENTS",
+                "must be at least LATCHKEY_LOGIN_MAX_FAILURES",
+            ));
+        }
         if self.login_lockout_max_seconds < self.login_lockout_seconds {
             return Err(ConfigError::setting(
                 "LATCHKEY_LOGIN_LOCKOUT_MAX_SECONDS",

@@ -469,3 +469,64 @@ async fn wrong_current_passwords_count_towards_the_account_lockout() {
         .collect();
     assert!(events.contains(&"lockout".to_owned()), "{events:?}");
 }
+
+/// An attacker polls the account from one address, a wrong password each
+/// minute, for thirty minutes (injected time): that address stays locked out,
+/// and the owner, from another address, logs in whenever they try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_polling_an_account_never_locks_its_owner_out() {
+    let clock = ManualClock::new(chrono::Utc::now());
+    let options = Options {
+        clock: Some(clock.clone()),
+        ..Options::customized(|settings| {
+            settings.server.trusted_proxies = Networks::parse("127.0.0.1").unwrap();
+        })
+    };
+    let app = TestApp::spawn_with(options).await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (attacker, owner) = ("203.0.113.9", "198.51.100.7");
+    let mut refused = 0;
+    for minute in 0..30 {
+        for _ in 0..11 {
+            if login_from(&app, "alice", WRONG, attacker).await.status() == 429 {
+                refused += 1;
+            }
+        }
+        if minute % 5 == 4 {
+            let response = login_from(&app, "alice", ALICE_PASSWORD, owner).await;
+            assert_eq!(response.status(), 200, "minute {minute}");
+        }
+        clock.advance(Duration::minutes(1));
+    }
+    assert!(refused > 0, "the attacker's address was never locked");
+    // The attacker's own lock stands, whatever password it sends.
+    let response = login_from(&app, "alice", ALICE_PASSWORD, attacker).await;
+    assert_eq!(response.status(), 429);
+}
+
+/// Failures from many addresses add up: past the account-wide threshold the
+/// account locks for everyone, the owner included, until the lock ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_from_many_addresses_lock_the_account_for_everyone() {
+    let clock = ManualClock::new(chrono::Utc::now());
+    let options = Options {
+        clock: Some(clock.clone()),
+        ..Options::customized(|settings| {
+            settings.server.trusted_proxies = Networks::parse("127.0.0.1").unwrap();
+            settings.throttle.login_max_failures_all_clients = count(20);
+        })
+    };
+    let app = TestApp::spawn_with(options).await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    for address in 1..=20 {
+        let response = login_from(&app, "alice", WRONG, &format!("203.0.113.{address}")).await;
+        assert_eq!(response.status(), 400, "address {address}");
+    }
+    let owner = login_from(&app, "alice", ALICE_PASSWORD, "198.51.100.7").await;
+    assert_eq!(owner.status(), 429);
+    clock.advance(Duration::seconds(retry_after(&owner)));
+    let owner = login_from(&app, "alice", ALICE_PASSWORD, "198.51.100.7").await;
+    assert_eq!(owner.status(), 200);
+}
