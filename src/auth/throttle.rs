@@ -166,7 +166,7 @@ impl Throttle {
     pub async fn login_succeeded(&self, account: &str, client: Option<IpAddr>) {
         if self.policy.enabled {
             self.counters
-                .clear(&account_client_key(account, client))
+                .clear(&account_client_key(account, client), self.now_ms())
                 .await;
         }
     }

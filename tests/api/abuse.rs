@@ -530,3 +530,50 @@ async fn failures_from_many_addresses_lock_the_account_for_everyone() {
     let owner = login_from(&app, "alice", ALICE_PASSWORD, "198.51.100.7").await;
     assert_eq!(owner.status(), 200);
 }
+
+/// Locks outlive a Redis outage both ways: a lock held in Redis is still
+/// enforced while Redis is down, and a lock set during the outage reaches
+/// Redis when it returns, where another instance finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_survive_a_redis_outage_in_both_directions() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let prefix = format!("latchkey-test-{}:", uuid::Uuid::now_v7().simple());
+    let redis = OwnRedis::start(port);
+    let app = TestApp::spawn_with(with_redis(url.clone(), prefix.clone())).await;
+    for name in ["alice", "bob"] {
+        app.register(name, &format!("{name}@example.com"), ALICE_PASSWORD)
+            .await;
+    }
+    for _ in 0..10 {
+        assert_eq!(app.login("alice", WRONG).await.status(), 400);
+    }
+    assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 429);
+
+    let port = redis.stop();
+    wait_until_degraded_is(&app, true).await;
+    assert_eq!(
+        app.login("alice", ALICE_PASSWORD).await.status(),
+        429,
+        "the lock Redis held is still enforced"
+    );
+    for _ in 0..10 {
+        app.login("bob", WRONG).await;
+    }
+    assert_eq!(app.login("bob", ALICE_PASSWORD).await.status(), 429);
+
+    let _redis = OwnRedis::start(port);
+    wait_until_degraded_is(&app, false).await;
+    // The next counter operation writes the outage's locks back.
+    assert_eq!(app.login("nobody", WRONG).await.status(), 400);
+    let other = app.sibling(with_redis(url, prefix)).await;
+    assert_eq!(
+        other.login("bob", ALICE_PASSWORD).await.status(),
+        429,
+        "the lock set during the outage reached Redis"
+    );
+}

@@ -85,6 +85,15 @@ impl MemoryCounters {
         (until > now_ms).then(|| Duration::from_millis((until - now_ms) as u64))
     }
 
+    /// Keeps a lock learnt elsewhere (from Redis) until `until_ms`, so it
+    /// holds here while Redis cannot be asked; a longer lock already known wins.
+    pub fn remember_lock(&self, key: &str, until_ms: i64, now_ms: i64) {
+        self.failures.with_entry(key, now_ms, |entry, _| {
+            entry.locked_until_ms = entry.locked_until_ms.max(until_ms);
+            entry.expires_at_ms = entry.expires_at_ms.max(until_ms);
+        });
+    }
+
     pub fn clear_now(&self, key: &str) {
         self.failures.lock().remove(key);
     }

@@ -6,6 +6,11 @@
 //! (logged, and visible in `/metrics`) and go back to Redis by themselves once
 //! a background probe sees it answer again.
 //!
+//! Locks survive an outage both ways: every lock read from or set in Redis is
+//! also remembered in memory, so it is still enforced while Redis is down,
+//! and locks set in memory during the outage are written to Redis when it
+//! answers again, so they are not forgotten either.
+//!
 //! Both keep one rule, stated by [`CounterStore`]: the Redis scripts restate
 //! in Lua what the memory tables do in Rust, and one conformance suite
 //! (`conformance`) runs against both so they cannot drift.
@@ -85,6 +90,8 @@ pub trait CounterStore: Send + Sync {
 pub struct Counters {
     memory: MemoryCounters,
     redis: Option<RedisCounters>,
+    /// Locks set in memory while Redis was unreachable: key and end (ms).
+    outage_locks: std::sync::Mutex<Vec<(String, i64)>>,
     degraded: Arc<AtomicBool>,
     probe: Option<tokio::task::JoinHandle<()>>,
 }
@@ -102,6 +109,7 @@ impl Counters {
         Self {
             memory: MemoryCounters::new(max_keys),
             redis: None,
+            outage_locks: std::sync::Mutex::default(),
             degraded: Arc::new(AtomicBool::new(false)),
             probe: None,
         }
@@ -119,6 +127,7 @@ impl Counters {
         Ok(Self {
             memory: MemoryCounters::new(max_keys),
             redis: Some(redis),
+            outage_locks: std::sync::Mutex::default(),
             degraded,
             probe: Some(probe),
         })
@@ -131,7 +140,7 @@ impl Counters {
 
     /// Takes a token; `Err(wait)` when the bucket is empty.
     pub async fn take(&self, key: &str, bucket: Bucket, now_ms: i64) -> Result<(), Duration> {
-        if let Some(redis) = self.healthy_redis() {
+        if let Some(redis) = self.healthy_redis(now_ms).await {
             match redis.take(key, bucket, now_ms).await {
                 Ok(result) => return result,
                 Err(error) => self.degrade(&error),
@@ -142,37 +151,83 @@ impl Counters {
 
     /// Counts a failure; returns the lock it started, if any.
     pub async fn fail(&self, key: &str, rule: FailureRule, now_ms: i64) -> Option<Duration> {
-        if let Some(redis) = self.healthy_redis() {
+        if let Some(redis) = self.healthy_redis(now_ms).await {
             match redis.fail(key, rule, now_ms).await {
-                Ok(result) => return result,
+                Ok(lock) => return self.remembered(key, lock, now_ms),
                 Err(error) => self.degrade(&error),
             }
         }
-        self.memory.fail_now(key, rule, now_ms)
+        let lock = self.memory.fail_now(key, rule, now_ms);
+        if let (Some(lock), Some(_)) = (lock, &self.redis) {
+            let until = now_ms + lock.as_millis() as i64;
+            self.lock_outage_list().push((key.to_owned(), until));
+        }
+        lock
     }
 
     /// How long the key stays locked, if it is.
     pub async fn locked(&self, key: &str, now_ms: i64) -> Option<Duration> {
-        if let Some(redis) = self.healthy_redis() {
+        if let Some(redis) = self.healthy_redis(now_ms).await {
             match redis.locked(key, now_ms).await {
-                Ok(result) => return result,
+                Ok(lock) => return self.remembered(key, lock, now_ms),
                 Err(error) => self.degrade(&error),
             }
         }
         self.memory.locked_now(key, now_ms)
     }
 
-    pub async fn clear(&self, key: &str) {
+    /// A lock Redis reported, kept in memory too for an outage to come.
+    fn remembered(&self, key: &str, lock: Option<Duration>, now_ms: i64) -> Option<Duration> {
+        if let Some(lock) = lock {
+            self.memory
+                .remember_lock(key, now_ms + lock.as_millis() as i64, now_ms);
+        }
+        lock
+    }
+
+    fn lock_outage_list(&self) -> std::sync::MutexGuard<'_, Vec<(String, i64)>> {
+        self.outage_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes the locks set during an outage to Redis, now that it answers.
+    async fn write_back_outage_locks(&self, redis: &RedisCounters, now_ms: i64) {
+        let locks = std::mem::take(&mut *self.lock_outage_list());
+        for (index, (key, until_ms)) in locks.iter().enumerate() {
+            if let Err(error) = redis.extend_lock(key, *until_ms, now_ms).await {
+                // Keep what was not written for the next time Redis answers.
+                self.lock_outage_list()
+                    .extend(locks[index..].iter().cloned());
+                self.degrade(&error);
+                return;
+            }
+        }
+        if !locks.is_empty() {
+            tracing::info!(
+                locks = locks.len(),
+                "locks set during the Redis outage written back"
+            );
+        }
+    }
+
+    pub async fn clear(&self, key: &str, now_ms: i64) {
         self.memory.clear_now(key);
-        if let Some(redis) = self.healthy_redis()
+        if let Some(redis) = self.healthy_redis(now_ms).await
             && let Err(error) = redis.clear(key).await
         {
             self.degrade(&error);
         }
     }
 
-    fn healthy_redis(&self) -> Option<&RedisCounters> {
-        self.redis.as_ref().filter(|_| !self.is_degraded())
+    /// Redis, when configured and answering; first writes back what an
+    /// outage left to write.
+    async fn healthy_redis(&self, now_ms: i64) -> Option<&RedisCounters> {
+        let redis = self.redis.as_ref().filter(|_| !self.is_degraded())?;
+        if !self.lock_outage_list().is_empty() {
+            self.write_back_outage_locks(redis, now_ms).await;
+        }
+        Some(redis).filter(|_| !self.is_degraded())
     }
 
     fn degrade(&self, error: &CounterError) {

@@ -31,6 +31,19 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / per_ms) + 1000)
 return wait
 ";
 
+const EXTEND_LOCK: &str = r"
+local lock_end = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local held = tonumber(redis.call('HGET', KEYS[1], 'until')) or 0
+if lock_end > held then
+  redis.call('HSET', KEYS[1], 'until', lock_end)
+  if redis.call('PTTL', KEYS[1]) < lock_end - now then
+    redis.call('PEXPIRE', KEYS[1], lock_end - now + 1000)
+  end
+end
+return 0
+";
+
 const FAIL: &str = r"
 local window = tonumber(ARGV[1])
 local threshold = tonumber(ARGV[2])
@@ -62,6 +75,7 @@ pub struct RedisCounters {
     prefix: String,
     take: Arc<Script>,
     fail: Arc<Script>,
+    extend_lock: Arc<Script>,
 }
 
 impl RedisCounters {
@@ -79,7 +93,27 @@ impl RedisCounters {
             prefix: prefix.to_owned(),
             take: Arc::new(Script::new(TAKE)),
             fail: Arc::new(Script::new(FAIL)),
+            extend_lock: Arc::new(Script::new(EXTEND_LOCK)),
         })
+    }
+
+    /// Makes sure `key` is locked until at least `until_ms` (a lock set
+    /// while Redis was unreachable); a longer lock already held stays.
+    pub async fn extend_lock(
+        &self,
+        key: &str,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), CounterError> {
+        if until_ms <= now_ms {
+            return Ok(());
+        }
+        let mut connection = self.connection.clone();
+        let mut invocation = self.extend_lock.key(self.prefixed(key));
+        invocation.arg(until_ms).arg(now_ms);
+        answer::<i64>(invocation.invoke_async(&mut connection))
+            .await
+            .map(drop)
     }
 
     fn prefixed(&self, key: &str) -> String {
