@@ -51,6 +51,7 @@ pub struct Application {
     state: AppState,
     poll_every: std::time::Duration,
     request_timeout: std::time::Duration,
+    max_connections: usize,
 }
 
 impl Application {
@@ -63,6 +64,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let server = &settings.server;
+        let max_connections = connection_cap(&settings);
         let listener =
             TcpListener::bind(server.listen)
                 .await
@@ -84,6 +86,7 @@ impl Application {
                 settings.sessions.revocation_poll_milliseconds.get(),
             ),
             request_timeout,
+            max_connections,
         })
     }
 
@@ -109,7 +112,14 @@ impl Application {
             Arc::clone(&self.state.auth),
             self.poll_every,
         ));
-        http::serve(self.listener, self.router, self.request_timeout, shutdown).await;
+        http::serve(
+            self.listener,
+            self.router,
+            self.request_timeout,
+            self.max_connections,
+            shutdown,
+        )
+        .await;
         poller.abort();
         Ok(())
     }
@@ -196,6 +206,38 @@ fn trusted_proxies(server: &config::ServerSettings) -> TrustedProxies {
         config::ForwardedHeader::Forwarded => ForwardingHeader::Forwarded,
     };
     TrustedProxies::new(server.trusted_proxies.as_slice(), header)
+}
+
+/// File descriptors kept free of client connections: the listener, logs,
+/// the SQLite files, Redis, and some slack.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Raises the soft open-file limit to the hard one, then caps connections
+/// below it, leaving room for the database pool and the process's own files.
+fn connection_cap(settings: &Settings) -> usize {
+    let files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-file limit; assuming 1024");
+            1024
+        }
+    };
+    let derived = files
+        .saturating_sub(u64::from(settings.database.max_connections.get()))
+        .saturating_sub(RESERVED_DESCRIPTORS)
+        .max(16);
+    let cap = settings
+        .server
+        .max_connections
+        .map_or(derived, |cap| cap.get() as u64);
+    if cap > derived {
+        tracing::warn!(
+            cap,
+            open_file_limit = files,
+            "LATCHKEY_MAX_CONNECTIONS is above what the open-file limit allows"
+        );
+    }
+    usize::try_from(cap).unwrap_or(usize::MAX)
 }
 
 /// Keeps revocations (every tick) and signing keys (every fourth) in step with

@@ -31,6 +31,10 @@ pub struct ServerSettings {
     /// The header those proxies write; only that one is read, so a client
     /// cannot slip in the other.
     pub forwarded_header: ForwardedHeader,
+    /// Connections served at once; past it, new ones get a 503 and are
+    /// closed. Default: the open-file limit less room for the database pool
+    /// and files.
+    pub max_connections: Option<NonZeroUsize>,
 }
 
 impl Default for ServerSettings {
@@ -41,6 +45,7 @@ impl Default for ServerSettings {
             request_timeout_seconds: Bounded::clamped(30),
             trusted_proxies: Networks::default(),
             forwarded_header: ForwardedHeader::XForwardedFor,
+            max_connections: None,
         }
     }
 }

@@ -3,6 +3,10 @@
 //! a whole request head within the limit is closed (slowloris), and an idle
 //! keep-alive connection waits no longer than that for its next request.
 //!
+//! At most `max_connections` are served at once: past that, a new connection
+//! is still accepted, answered a short 503 with `Retry-After`, and closed, so
+//! the listener never stalls and the file descriptors stay bounded.
+//!
 //! Each request carries the peer's address as `ConnectInfo`. When `shutdown`
 //! completes, no new connection is accepted, open ones finish their request
 //! and close, and after `limit` more the loop returns regardless.
@@ -10,6 +14,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -19,18 +24,27 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
+/// What a connection past the cap is told before it is closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 39\r\n\r\n\
+{\"detail\":\"Server busy, retry shortly\"}";
+
 /// Serves `router` until `shutdown` completes; `limit` bounds each request
-/// head and the wait for connections at shutdown.
+/// head and the wait for connections at shutdown; at most `max_connections`
+/// are served at once.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limit: Duration,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    let slots = Arc::new(Semaphore::new(max_connections));
     // Connections watch `stop` to start closing; `open` counts them.
     let (stop, stopping) = watch::channel(());
     let (open, _) = watch::channel(());
@@ -48,6 +62,10 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tokio::spawn(turn_away(stream));
+            continue;
         };
         let service = router
             .clone()
@@ -75,6 +93,7 @@ pub async fn serve(
                 }
             }
             drop(still_open);
+            drop(slot);
         });
     }
     drop(listener);
@@ -87,6 +106,13 @@ pub async fn serve(
             "connections still open after the grace period; stopping"
         );
     }
+}
+
+/// Answers a connection past the cap with a 503 and closes it, without
+/// waiting on the client for more than a moment.
+async fn turn_away(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+    let _ = stream.shutdown().await;
 }
 
 fn log_end(result: Result<(), hyper::Error>) {

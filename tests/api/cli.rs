@@ -135,6 +135,71 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(status.success(), "exit status {status}");
 }
 
+/// Sends one HTTP/1.1 request over a fresh connection; answers the status line and body.
+fn exchange(port: u16, method: &str, path: &str, content_type: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// Started with the usual soft limit of 1,024 open files, the server raises
+/// it to the hard limit: 5,000 idle connections then leave room for a login.
+#[test]
+fn five_thousand_idle_connections_do_not_stop_a_login() {
+    let directory = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = Command::new("bash")
+        .args(["-c", "ulimit -Sn 1024 && exec \"$0\"", BINARY])
+        .current_dir(directory.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LATCHKEY_LOG", "error")
+        .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready(port) {
+        assert!(Instant::now() < deadline, "the server never became ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let idle: Vec<std::net::TcpStream> = (0..5_000)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let registered = exchange(
+        port,
+        "POST",
+        "/register",
+        "application/json",
+        r#"{"username":"alice","email":"alice@example.com","password":"tangerine lantern 42"}"#,
+    );
+    assert!(registered.starts_with("HTTP/1.1 200"), "{registered}");
+    let login = exchange(
+        port,
+        "POST",
+        "/login",
+        "application/x-www-form-urlencoded",
+        "username=alice&password=tangerine+lantern+42",
+    );
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    assert!(login.contains("access_token"), "{login}");
+    drop(idle);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

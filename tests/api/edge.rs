@@ -262,3 +262,49 @@ async fn a_request_head_that_never_finishes_is_cut_off() {
     // The server goes on serving everyone else.
     assert_eq!(app.get("/health").await.status(), 200);
 }
+
+/// Past `LATCHKEY_MAX_CONNECTIONS`, a new connection is answered 503 with
+/// `Retry-After` at once and closed; once a slot frees, clients are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_refused_at_once_not_stalled() {
+    use tokio::io::AsyncReadExt;
+
+    let options = Options::customized(|settings| {
+        settings.server.max_connections = std::num::NonZeroUsize::new(3);
+    });
+    let app = TestApp::spawn_edge_with(options).await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(&host).await.unwrap());
+    }
+    // Give the server a moment to accept them into their slots.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut refused = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), refused.read_to_string(&mut answer))
+        .await
+        .expect("answered at once")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"detail":"Server busy, retry shortly"}"#),
+        "{answer}"
+    );
+
+    drop(idle);
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = app.client.get(app.url("/health")).send().await
+            && response.status() == 200
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "slots never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
