@@ -121,6 +121,7 @@ impl Application {
         )
         .await;
         poller.abort();
+        self.state.auth.shut_down().await;
         Ok(())
     }
 

@@ -113,6 +113,18 @@ impl Store {
         Ok(())
     }
 
+    /// Folds SQLite's write-ahead log back into the database file, so a
+    /// stopped server leaves one self-contained file; nothing elsewhere.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+            self.db
+                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn close(self) {
         // Closing only fails if already closed; nothing to do about it then.
         let _ = self.db.close().await;

@@ -126,6 +126,14 @@ fn sigterm_stops_the_server_cleanly() {
         assert!(Instant::now() < deadline, "the server never became ready");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let registered = exchange(
+        port,
+        "POST",
+        "/register",
+        "application/json",
+        r#"{"username":"alice","email":"alice@example.com","password":"tangerine lantern 42"}"#,
+    );
+    assert!(registered.starts_with("HTTP/1.1 200"), "{registered}");
     let killed = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
@@ -133,6 +141,10 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(killed.success());
     let status = server.wait().unwrap();
     assert!(status.success(), "exit status {status}");
+    // A clean stop folds SQLite's write-ahead log into the database file.
+    let wal = directory.path().join("latchkey.db-wal");
+    let wal_bytes = std::fs::metadata(&wal).map_or(0, |metadata| metadata.len());
+    assert_eq!(wal_bytes, 0, "{} still holds writes", wal.display());
 }
 
 /// Sends one HTTP/1.1 request over a fresh connection; answers the status line and body.
