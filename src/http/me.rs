@@ -53,6 +53,8 @@ pub struct PasswordChange {
         (status = 204, description = "Changed"),
         (status = 400, description = "Current password is incorrect", body = ErrorDetail),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
+        (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
+        (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 422, description = "The new password breaks a rule", body = ValidationErrors),
         (status = 429, description = "Too many wrong passwords for this account or client; see Retry-After", body = ErrorDetail),
         (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = ErrorDetail),

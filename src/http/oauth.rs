@@ -34,6 +34,37 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(discovery))
 }
 
+/// The token request form (RFC 6749 sections 4.3 and 6); which fields are
+/// required depends on `grant_type`. Unrecognized parameters are ignored
+/// (RFC 6749 section 3.2); a parameter given twice is an error.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct TokenForm {
+    /// `password` or `refresh_token`.
+    #[schema(pattern = "^(password|refresh_token)$", example = "refresh_token")]
+    grant_type: String,
+    /// With `password`: the username or email.
+    username: Option<String>,
+    /// With `password`.
+    #[schema(format = Password)]
+    password: Option<String>,
+    /// With `refresh_token`.
+    refresh_token: Option<String>,
+    /// Accepted and ignored.
+    scope: Option<String>,
+}
+
+/// A token to revoke (RFC 7009) or introspect (RFC 7662).
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct TokenHintForm {
+    /// An access or refresh token.
+    #[schema(min_length = 1)]
+    token: String,
+    /// `access_token` or `refresh_token`; a hint only.
+    token_type_hint: Option<String>,
+}
+
 /// RFC 6749 section 5.2.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OAuthError {
@@ -174,7 +205,7 @@ impl OAuthForm {
 /// optional `scope`), or `grant_type=refresh_token` with `refresh_token`.
 /// Each refresh token works once; presenting a spent one ends its session.
 #[utoipa::path(post, path = "/oauth/token", tag = "oauth",
-    request_body(content_type = "application/x-www-form-urlencoded", content = HashMap<String, String>),
+    request_body(content_type = "application/x-www-form-urlencoded", content = TokenForm),
     responses(
         (status = 200, description = "Tokens", body = TokenResponse),
         (status = 400, description = "RFC 6749 error", body = OAuthError),
@@ -220,7 +251,7 @@ async fn token(
 
 /// Revoke the session of an access or refresh token (RFC 7009). Always 200 for a well-formed request.
 #[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
-    request_body(content_type = "application/x-www-form-urlencoded", content = HashMap<String, String>),
+    request_body(content_type = "application/x-www-form-urlencoded", content = TokenHintForm),
     responses(
         (status = 200, description = "Revoked, or there was nothing to revoke"),
         (status = 400, description = "RFC 6749 error", body = OAuthError),
@@ -243,10 +274,11 @@ async fn revoke(
 /// Whether a token is live, and its claims (RFC 7662). For resource servers,
 /// authenticated with HTTP Basic by a client id and secret (`latchkey clients create`).
 #[utoipa::path(post, path = "/oauth/introspect", tag = "oauth",
-    request_body(content_type = "application/x-www-form-urlencoded", content = HashMap<String, String>),
+    request_body(content_type = "application/x-www-form-urlencoded", content = TokenHintForm),
     responses(
         (status = 200, description = "`{\"active\": true, ...claims}` or `{\"active\": false}`", body = Object),
         (status = 401, description = "Client authentication failed", body = OAuthError),
+        (status = 400, description = "RFC 6749 error: the token parameter is missing or repeated", body = OAuthError),
         (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = OAuthError),
     ))]
 async fn introspect(

@@ -30,11 +30,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "alice")]
+    /// 3 to 32 letters, digits, `.`, `_`, `-` (after NFKC).
+    #[schema(example = "alice", min_length = 3, max_length = 32)]
     username: String,
-    #[schema(example = "alice@example.com")]
+    #[schema(example = "alice@example.com", min_length = 3, max_length = 254)]
     email: String,
-    #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
+    /// 8 to 128 characters (the minimum is configurable), not a common password.
+    #[schema(value_type = String, format = Password, example = "correct horse battery staple",
+        min_length = 8, max_length = 128)]
     password: SecretString,
 }
 
@@ -98,7 +101,7 @@ pub struct LoginRequest {
     #[schema(value_type = String, format = Password)]
     password: SecretString,
     /// When present, must be `password`.
-    #[schema(example = "password")]
+    #[schema(example = "password", pattern = "^password$")]
     grant_type: Option<String>,
     /// Accepted and ignored.
     #[allow(dead_code)]

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, ErrorDetail, ValidationIssue};
+use super::error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
 use super::extract::{Client, CurrentUser};
 use super::state::AppState;
 use crate::auth::LogoutScope;
@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct LogoutQuery {
     /// `current` (default): this session; `others`: every other session; `global`: all of them.
+    #[param(pattern = "^(current|local|others|global)$")]
     scope: Option<String>,
 }
 
@@ -37,7 +38,7 @@ pub struct LogoutQuery {
     responses(
         (status = 204, description = "Ended"),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
-        (status = 422, description = "Unknown scope", body = ErrorDetail),
+        (status = 422, description = "Unknown scope", body = ValidationErrors),
         (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = ErrorDetail),
     ))]
 async fn logout(
@@ -46,21 +47,26 @@ async fn logout(
     Client(client): Client,
     query: Result<Query<LogoutQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let scope = query.ok().and_then(|Query(query)| query.scope);
-    let scope = match scope.as_deref() {
+    // A query that does not parse (a repeated `scope`, say) is refused, not ignored.
+    let Ok(Query(query)) = query else {
+        return Err(unknown_scope());
+    };
+    let scope = match query.scope.as_deref() {
         None | Some("current" | "local") => LogoutScope::Current,
         Some("others") => LogoutScope::Others,
         Some("global") => LogoutScope::Global,
-        Some(_) => {
-            return Err(ApiError::Validation(vec![ValidationIssue {
-                loc: vec!["query".to_owned(), "scope".to_owned()],
-                msg: "Scope must be current, others or global".to_owned(),
-                kind: "enum".to_owned(),
-            }]));
-        }
+        Some(_) => return Err(unknown_scope()),
     };
     state.auth.logout(&principal, scope, &client).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn unknown_scope() -> ApiError {
+    ApiError::Validation(vec![ValidationIssue {
+        loc: vec!["query".to_owned(), "scope".to_owned()],
+        msg: "Scope must be current, others or global".to_owned(),
+        kind: "enum".to_owned(),
+    }])
 }
 
 #[derive(Serialize, ToSchema)]
