@@ -29,6 +29,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error")]
     Database(#[from] DbErr),
+    /// The SQLite file's disk is (nearly) full: writes fail or are about to.
+    #[error("the database's disk is full")]
+    DiskFull,
     /// The database did not answer within the time the caller allowed.
     #[error("the database did not answer in time")]
     NoAnswer,
@@ -39,7 +42,8 @@ impl StoreError {
     /// outage (503, retry later), not a fault of this request.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::NoAnswer | Self::Connect(_) => true,
+            Self::NoAnswer | Self::Connect(_) | Self::DiskFull => true,
+            Self::Database(error) if is_disk_full(error) => true,
             Self::Database(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => true,
             Self::Database(
                 DbErr::Exec(RuntimeErr::SqlxError(error))
@@ -73,6 +77,22 @@ impl StoreError {
         matches!(code.as_ref(), "40001" | "40P01")
             || code.parse::<i32>().is_ok_and(|code| code & 0xff == 5)
     }
+}
+
+/// SQLite's `SQLITE_FULL` (13): a write failed for lack of disk space.
+fn is_disk_full(error: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error))) =
+        error
+    else {
+        return false;
+    };
+    let sea_orm::sqlx::Error::Database(error) = error.deref() else {
+        return false;
+    };
+    error
+        .code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 13)
 }
 
 /// Maps a write error, naming unique violations as [`StoreError::Conflict`].

@@ -52,6 +52,59 @@ impl Backend {
     }
 }
 
+/// Below this much free space next to the SQLite file, writes are about to
+/// fail: the instance reports itself not ready.
+const MIN_FREE_BYTES: u64 = 1024 * 1024;
+
+/// The folder holding the database file of an `sqlite:` URL (not for `:memory:`).
+fn sqlite_folder(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
+    let path = path.split('?').next()?;
+    if path.is_empty() || path.starts_with(':') {
+        return None;
+    }
+    let path = std::path::Path::new(path);
+    let folder = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty());
+    Some(folder.map_or_else(
+        || std::path::PathBuf::from("."),
+        std::path::Path::to_path_buf,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::sqlite_folder;
+
+    #[test]
+    fn the_sqlite_folder_comes_from_the_url() {
+        let folder = |url: &str| sqlite_folder(url);
+        assert_eq!(
+            folder("sqlite:///var/lib/lk/db.sqlite?mode=rwc"),
+            Some(PathBuf::from("/var/lib/lk"))
+        );
+        assert_eq!(
+            folder("sqlite://latchkey.db?mode=rwc"),
+            Some(PathBuf::from("."))
+        );
+        assert_eq!(
+            folder("sqlite://data/latchkey.db"),
+            Some(PathBuf::from("data"))
+        );
+        assert_eq!(folder("sqlite::memory:"), None);
+        assert_eq!(folder("postgres://h/db"), None);
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the file system of `folder`.
+fn free_bytes(folder: &std::path::Path) -> Option<u64> {
+    let stats = rustix::fs::statvfs(folder).ok()?;
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
 /// Longest wait for a pooled connection before a request gives up (503).
 const ACQUIRE_WITHIN: Duration = Duration::from_millis(1500);
 
@@ -59,6 +112,8 @@ const ACQUIRE_WITHIN: Duration = Duration::from_millis(1500);
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The folder of the SQLite database file, whose free space readiness watches.
+    sqlite_folder: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -94,7 +149,10 @@ impl Store {
         let db = Database::connect(options)
             .await
             .map_err(StoreError::Connect)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            sqlite_folder: sqlite_folder(url),
+        })
     }
 
     /// The raw connection, for the migrator and for tests that inspect rows.
@@ -102,9 +160,16 @@ impl Store {
         &self.db
     }
 
-    /// Cheap liveness check of the database.
+    /// Cheap liveness check of the database; on SQLite also that its disk
+    /// has room for writes.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db.ping().await.map_err(StoreError::from)
+        self.db.ping().await.map_err(StoreError::from)?;
+        match &self.sqlite_folder {
+            Some(folder) if free_bytes(folder).is_some_and(|free| free < MIN_FREE_BYTES) => {
+                Err(StoreError::DiskFull)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Executes one raw statement; used by tooling that manages databases, not by use-cases.

@@ -6,6 +6,7 @@ mod helpers;
 mod abuse;
 mod bad_input;
 mod cli;
+mod disk;
 mod edge;
 mod import;
 mod oauth;
