@@ -85,30 +85,27 @@ pub enum Rotation {
 impl Store {
     /// Creates a session and its first refresh token, together or not at all.
     ///
-    /// The account row is locked first (a write that changes nothing), then
-    /// its credential version is read again: a password change or disabling
-    /// that committed since the login read the account makes this
-    /// [`StoreError::StaleCredential`], and one that comes later waits for
-    /// this session, which its sweep then ends.
+    /// The account row is locked first, by a write that changes nothing and
+    /// matches only while the credential version is the one the login read: a
+    /// password change or disabling that committed since makes this
+    /// [`StoreError::StaleCredential`] (a change holding the lock is waited
+    /// for, then seen), and one that comes later waits for this session,
+    /// which its sweep then ends. Row counts are of matched rows on every
+    /// backend (sqlx asks MySQL for `CLIENT_FOUND_ROWS`).
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn insert_session(&self, new: NewSession<'_>) -> Result<(), StoreError> {
         with_retry(|| async {
             let transaction = self.db.begin().await?;
-            user::Entity::update_many()
+            let locked = user::Entity::update_many()
                 .col_expr(
                     user::Column::CredentialVersion,
                     Expr::col(user::Column::CredentialVersion),
                 )
                 .filter(user::Column::Id.eq(new.user_id))
+                .filter(user::Column::CredentialVersion.eq(new.credential_version))
                 .exec(&transaction)
                 .await?;
-            let current: Option<i64> = user::Entity::find_by_id(new.user_id)
-                .select_only()
-                .column(user::Column::CredentialVersion)
-                .into_tuple()
-                .one(&transaction)
-                .await?;
-            if current != Some(new.credential_version) {
+            if locked.rows_affected != 1 {
                 transaction.rollback().await?;
                 return Err(StoreError::StaleCredential);
             }
