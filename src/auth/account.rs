@@ -53,7 +53,9 @@ impl Auth {
         }
         let hash = self.hasher.hash(&new).await?;
         let now = self.clock.now();
-        self.store.set_password_hash(user.id, &hash, now).await?;
+        self.store
+            .set_password_hash(user.id, &hash, now, Some(principal.session_id))
+            .await?;
         self.store
             .revoke_user_sessions(user.id, Some(principal.session_id), "password_changed", now)
             .await?;

@@ -66,6 +66,11 @@ impl Auth {
                 return Err(AuthError::InvalidCredentials);
             }
         };
+        // The session first: a login that raced a password change opens
+        // nothing, and must not be recorded as a success.
+        let tokens = self
+            .open_session(user.id, &user.username, user.credential_version, context)
+            .await?;
         self.throttle
             .login_succeeded(&account_key, context.ip)
             .await;
@@ -76,9 +81,6 @@ impl Auth {
             "session opened",
         )
         .await;
-        let tokens = self
-            .open_session(user.id, &user.username, user.credential_version, context)
-            .await?;
         Ok(LoginOutcome {
             account: Account::from(user),
             tokens,

@@ -29,6 +29,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
+/// Connections being turned away at once, at most.
+const MAX_REFUSALS_AT_ONCE: usize = 32;
+
 /// What a connection past the cap is told before it is closed.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
 retry-after: 1\r\nconnection: close\r\ncontent-length: 39\r\n\r\n\
@@ -44,7 +47,10 @@ pub async fn serve(
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let slots = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
+    // Refusals hold a descriptor for a moment each: a few at a time, the rest
+    // are closed outright.
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_AT_ONCE));
     // Connections watch `stop` to start closing; `open` counts them.
     let (stop, stopping) = watch::channel(());
     let (open, _) = watch::channel(());
@@ -64,7 +70,12 @@ pub async fn serve(
             }
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tokio::spawn(turn_away(stream));
+            if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
+                tokio::spawn(async move {
+                    turn_away(stream).await;
+                    drop(refusal);
+                });
+            }
             continue;
         };
         let service = router
@@ -109,10 +120,20 @@ pub async fn serve(
 }
 
 /// Answers a connection past the cap with a 503 and closes it, without
-/// waiting on the client for more than a moment.
+/// waiting on the client for more than a moment. What the client sent is
+/// read and dropped first, so closing does not reset the connection before
+/// the client has read the answer.
 async fn turn_away(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
-    let _ = stream.shutdown().await;
+    use tokio::io::AsyncReadExt;
+
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 fn log_end(result: Result<(), hyper::Error>) {

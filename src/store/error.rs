@@ -74,8 +74,7 @@ impl StoreError {
         let code = error.code().unwrap_or_default();
         // SQLSTATE 40001 (MySQL/MariaDB deadlock, serialization failure), 40P01
         // (PostgreSQL deadlock); SQLite reports SQLITE_BUSY (5) and its extended codes.
-        matches!(code.as_ref(), "40001" | "40P01")
-            || code.parse::<i32>().is_ok_and(|code| code & 0xff == 5)
+        matches!(code.as_ref(), "40001" | "40P01") || sqlite_code(error.as_ref()) == Some(5)
     }
 }
 
@@ -89,10 +88,17 @@ fn is_disk_full(error: &DbErr) -> bool {
     let sea_orm::sqlx::Error::Database(error) = error.deref() else {
         return false;
     };
+    sqlite_code(error.as_ref()) == Some(13)
+}
+
+/// SQLite's primary result code (the low byte of an extended code), for
+/// SQLite errors only: other backends' numeric codes mean other things.
+fn sqlite_code(error: &dyn sea_orm::sqlx::error::DatabaseError) -> Option<i32> {
+    error.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()?;
     error
         .code()
         .and_then(|code| code.parse::<i32>().ok())
-        .is_some_and(|code| code & 0xff == 13)
+        .map(|code| code & 0xff)
 }
 
 /// Maps a write error, naming unique violations as [`StoreError::Conflict`].

@@ -204,11 +204,18 @@ impl Store {
                     session_id: session.id,
                 });
             }
-            session::Entity::update_many()
+            // Conditional, so a revocation that committed since the session
+            // was read (a logout, a password change's sweep) wins.
+            let extended = session::Entity::update_many()
                 .col_expr(session::Column::LastUsedAt, Expr::value(now))
                 .filter(session::Column::Id.eq(session.id))
+                .filter(session::Column::RevokedAt.is_null())
                 .exec(&transaction)
                 .await?;
+            if extended.rows_affected != 1 {
+                transaction.commit().await?;
+                return Ok(Rotation::SessionEnded);
+            }
             insert_refresh_token(&transaction, successor, session.id, now).await?;
             transaction.commit().await?;
             Ok(Rotation::Rotated(SessionRecord {

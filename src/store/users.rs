@@ -3,10 +3,11 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
-use super::entities::{SecretColumn, user};
+use super::entities::{SecretColumn, session, user};
 use super::error::{classify_write, with_retry};
 use super::{Store, StoreError};
 
@@ -165,22 +166,44 @@ impl Store {
 
     /// Sets a new password hash unconditionally (a password change) and
     /// raises the credential version, which ends the old sessions' right to
-    /// refresh and stops logins with the old password still in flight.
+    /// refresh and stops logins with the old password still in flight. The
+    /// session the change was made from (`keep`) moves to the new version in
+    /// the same transaction, so it alone lives on.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn set_password_hash(
         &self,
         id: Uuid,
         hash: &str,
         now: DateTime<Utc>,
+        keep: Option<Uuid>,
     ) -> Result<(), StoreError> {
         with_retry(|| async {
+            let transaction = self.db.begin().await?;
             user::Entity::update_many()
                 .col_expr(user::Column::PasswordHash, hash.into())
                 .col_expr(user::Column::UpdatedAt, now.into())
                 .col_expr(user::Column::CredentialVersion, raised_version())
                 .filter(user::Column::Id.eq(id))
-                .exec(&self.db)
+                .exec(&transaction)
                 .await?;
+            if let Some(session_id) = keep {
+                let version: Option<i64> = user::Entity::find_by_id(id)
+                    .select_only()
+                    .column(user::Column::CredentialVersion)
+                    .into_tuple()
+                    .one(&transaction)
+                    .await?;
+                session::Entity::update_many()
+                    .col_expr(
+                        session::Column::CredentialVersion,
+                        version.unwrap_or(0).into(),
+                    )
+                    .filter(session::Column::Id.eq(session_id))
+                    .filter(session::Column::UserId.eq(id))
+                    .exec(&transaction)
+                    .await?;
+            }
+            transaction.commit().await?;
             Ok(())
         })
         .await

@@ -576,4 +576,9 @@ async fn locks_survive_a_redis_outage_in_both_directions() {
         429,
         "the lock set during the outage reached Redis"
     );
+    assert_eq!(
+        other.login("alice", ALICE_PASSWORD).await.status(),
+        429,
+        "the lock held before the outage is back in the restarted Redis"
+    );
 }

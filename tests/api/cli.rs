@@ -121,19 +121,8 @@ fn sigterm_stops_the_server_cleanly() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready(port) {
-        assert!(Instant::now() < deadline, "the server never became ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let registered = exchange(
-        port,
-        "POST",
-        "/register",
-        "application/json",
-        r#"{"username":"alice","email":"alice@example.com","password":"tangerine lantern 42"}"#,
-    );
-    assert!(registered.starts_with("HTTP/1.1 200"), "{registered}");
+    wait_until_ready(port);
+    register_alice(port);
     let killed = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
@@ -182,22 +171,11 @@ fn five_thousand_idle_connections_do_not_stop_a_login() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready(port) {
-        assert!(Instant::now() < deadline, "the server never became ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_ready(port);
     let idle: Vec<std::net::TcpStream> = (0..5_000)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
-    let registered = exchange(
-        port,
-        "POST",
-        "/register",
-        "application/json",
-        r#"{"username":"alice","email":"alice@example.com","password":"tangerine lantern 42"}"#,
-    );
-    assert!(registered.starts_with("HTTP/1.1 200"), "{registered}");
+    register_alice(port);
     let login = exchange(
         port,
         "POST",
@@ -210,6 +188,25 @@ fn five_thousand_idle_connections_do_not_stop_a_login() {
     drop(idle);
     let _ = server.kill();
     let _ = server.wait();
+}
+
+fn wait_until_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready(port) {
+        assert!(Instant::now() < deadline, "the server never became ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn register_alice(port: u16) {
+    let registered = exchange(
+        port,
+        "POST",
+        "/register",
+        "application/json",
+        r#"{"username":"alice","email":"alice@example.com","password":"tangerine lantern 42"}"#,
+    );
+    assert!(registered.starts_with("HTTP/1.1 200"), "{registered}");
 }
 
 fn free_port() -> u16 {

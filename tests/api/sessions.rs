@@ -313,7 +313,7 @@ async fn a_password_change_ends_every_other_session() {
     let app = TestApp::spawn().await;
     app.register("alice", "alice@example.com", ALICE_PASSWORD)
         .await;
-    let (current, _) = app.token_pair("alice", ALICE_PASSWORD).await;
+    let (current, current_refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
     let (other, other_refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
     let change = |current_password: &str, new_password: &str| {
         let body = json!({"current_password": current_password, "new_password": new_password});
@@ -345,6 +345,8 @@ async fn a_password_change_ends_every_other_session() {
         204
     );
     assert_eq!(app.get_resource(&current).await.status(), 200);
+    // The session the change was made from lives on, refreshes included.
+    assert_eq!(app.refresh(&current_refresh).await.status(), 200);
     assert_eq!(app.get_resource(&other).await.status(), 401);
     assert_invalid_grant(app.refresh(&other_refresh).await).await;
     assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 400);

@@ -94,6 +94,20 @@ impl MemoryCounters {
         });
     }
 
+    /// Keys locked at `now_ms` and when their locks end, longest first, at most `limit`.
+    pub fn active_locks(&self, now_ms: i64, limit: usize) -> Vec<(String, i64)> {
+        let mut locks: Vec<(String, i64)> = self
+            .failures
+            .lock()
+            .iter()
+            .filter(|(_, entry)| entry.locked_until_ms > now_ms)
+            .map(|(key, entry)| (key.clone(), entry.locked_until_ms))
+            .collect();
+        locks.sort_unstable_by_key(|(_, until)| std::cmp::Reverse(*until));
+        locks.truncate(limit);
+        locks
+    }
+
     pub fn clear_now(&self, key: &str) {
         self.failures.lock().remove(key);
     }

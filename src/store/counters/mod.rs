@@ -8,8 +8,9 @@
 //!
 //! Locks survive an outage both ways: every lock read from or set in Redis is
 //! also remembered in memory, so it is still enforced while Redis is down,
-//! and locks set in memory during the outage are written to Redis when it
-//! answers again, so they are not forgotten either.
+//! and when Redis answers again every lock memory holds (set during the
+//! outage, or learnt before it and perhaps lost by a Redis restarted without
+//! persistence) is written to it.
 //!
 //! Both keep one rule, stated by [`CounterStore`]: the Redis scripts restate
 //! in Lua what the memory tables do in Rust, and one conformance suite
@@ -86,12 +87,16 @@ pub trait CounterStore: Send + Sync {
     fn clear(&self, key: &str) -> impl Future<Output = Result<(), CounterError>> + Send;
 }
 
+/// Most locks written back to Redis after an outage (the longest-lasting first).
+const MAX_WRITTEN_BACK: usize = 10_000;
+
 /// Where the counters are kept, with the fallback from Redis to memory.
 pub struct Counters {
     memory: MemoryCounters,
     redis: Option<RedisCounters>,
-    /// Locks set in memory while Redis was unreachable: key and end (ms).
-    outage_locks: std::sync::Mutex<Vec<(String, i64)>>,
+    /// Set while counting in memory with Redis configured: once Redis
+    /// answers again, the locks memory holds are written to it.
+    write_back_pending: AtomicBool,
     degraded: Arc<AtomicBool>,
     probe: Option<tokio::task::JoinHandle<()>>,
 }
@@ -109,7 +114,7 @@ impl Counters {
         Self {
             memory: MemoryCounters::new(max_keys),
             redis: None,
-            outage_locks: std::sync::Mutex::default(),
+            write_back_pending: AtomicBool::new(false),
             degraded: Arc::new(AtomicBool::new(false)),
             probe: None,
         }
@@ -127,7 +132,7 @@ impl Counters {
         Ok(Self {
             memory: MemoryCounters::new(max_keys),
             redis: Some(redis),
-            outage_locks: std::sync::Mutex::default(),
+            write_back_pending: AtomicBool::new(false),
             degraded,
             probe: Some(probe),
         })
@@ -157,12 +162,8 @@ impl Counters {
                 Err(error) => self.degrade(&error),
             }
         }
-        let lock = self.memory.fail_now(key, rule, now_ms);
-        if let (Some(lock), Some(_)) = (lock, &self.redis) {
-            let until = now_ms + lock.as_millis() as i64;
-            self.lock_outage_list().push((key.to_owned(), until));
-        }
-        lock
+        self.counting_locally();
+        self.memory.fail_now(key, rule, now_ms)
     }
 
     /// How long the key stays locked, if it is.
@@ -173,6 +174,7 @@ impl Counters {
                 Err(error) => self.degrade(&error),
             }
         }
+        self.counting_locally();
         self.memory.locked_now(key, now_ms)
     }
 
@@ -185,20 +187,21 @@ impl Counters {
         lock
     }
 
-    fn lock_outage_list(&self) -> std::sync::MutexGuard<'_, Vec<(String, i64)>> {
-        self.outage_locks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Notes that memory is standing in for a configured Redis.
+    fn counting_locally(&self) {
+        if self.redis.is_some() {
+            self.write_back_pending.store(true, Ordering::Relaxed);
+        }
     }
 
-    /// Writes the locks set during an outage to Redis, now that it answers.
-    async fn write_back_outage_locks(&self, redis: &RedisCounters, now_ms: i64) {
-        let locks = std::mem::take(&mut *self.lock_outage_list());
-        for (index, (key, until_ms)) in locks.iter().enumerate() {
+    /// Writes every lock memory holds (those learnt from Redis before the
+    /// outage, which a restarted Redis may have lost, and those set during
+    /// it) to Redis, now that it answers; a longer lock there stays.
+    async fn write_back_locks(&self, redis: &RedisCounters, now_ms: i64) {
+        let locks = self.memory.active_locks(now_ms, MAX_WRITTEN_BACK);
+        for (key, until_ms) in &locks {
             if let Err(error) = redis.extend_lock(key, *until_ms, now_ms).await {
-                // Keep what was not written for the next time Redis answers.
-                self.lock_outage_list()
-                    .extend(locks[index..].iter().cloned());
+                self.write_back_pending.store(true, Ordering::Relaxed);
                 self.degrade(&error);
                 return;
             }
@@ -206,7 +209,7 @@ impl Counters {
         if !locks.is_empty() {
             tracing::info!(
                 locks = locks.len(),
-                "locks set during the Redis outage written back"
+                "locks held during the Redis outage written back"
             );
         }
     }
@@ -224,8 +227,8 @@ impl Counters {
     /// outage left to write.
     async fn healthy_redis(&self, now_ms: i64) -> Option<&RedisCounters> {
         let redis = self.redis.as_ref().filter(|_| !self.is_degraded())?;
-        if !self.lock_outage_list().is_empty() {
-            self.write_back_outage_locks(redis, now_ms).await;
+        if self.write_back_pending.swap(false, Ordering::Relaxed) {
+            self.write_back_locks(redis, now_ms).await;
         }
         Some(redis).filter(|_| !self.is_degraded())
     }
