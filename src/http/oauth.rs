@@ -309,6 +309,9 @@ async fn introspect(
 }
 
 /// `Authorization: Basic base64(id:secret)`.
+/// HTTP Basic client credentials. RFC 6749 section 2.3.1 has clients
+/// form-encode the id and the secret before Base64, so both are decoded
+/// (`+` is a space, `%XX` a byte) after splitting at the first `:`.
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
@@ -317,7 +320,16 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     }
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    Some((id.to_owned(), secret.to_owned()))
+    Some((form_decoded(id)?, form_decoded(secret)?))
+}
+
+/// One `application/x-www-form-urlencoded` value; `None` if not UTF-8 once decoded.
+fn form_decoded(text: &str) -> Option<String> {
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -371,4 +383,35 @@ async fn discovery(State(state): State<AppState>) -> Json<Value> {
         "token_endpoint_auth_signing_alg_values_supported": [algorithm],
         "claims_supported": ["iss", "aud", "sub", "sid", "preferred_username", "email", "iat", "nbf", "exp", "jti"],
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn basic(raw: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let value = format!("Basic {}", STANDARD.encode(raw));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&value).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded_as_rfc_6749_asks() {
+        assert_eq!(
+            basic_credentials(&basic("my%3Aclient:s%2Bcret+x%25")),
+            Some(("my:client".to_owned(), "s+cret x%".to_owned()))
+        );
+        assert_eq!(
+            basic_credentials(&basic("plain-id:plain_secret-42")),
+            Some(("plain-id".to_owned(), "plain_secret-42".to_owned()))
+        );
+        assert_eq!(basic_credentials(&basic("no-colon")), None);
+        assert_eq!(basic_credentials(&basic("id:%FF")), None);
+    }
 }
