@@ -17,7 +17,11 @@ use crate::store::Store;
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
-#[command(name = "latchkey", version, about = "A user-authentication API server")]
+#[command(
+    name = "latchkey",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("LATCHKEY_COMMIT"), ")"),
+    about = "A user-authentication API server"
+)]
 struct Cli {
     /// TOML configuration file; environment variables override it.
     #[arg(long, global = true, env = "LATCHKEY_CONFIG")]

@@ -85,10 +85,18 @@ fn version_and_help_answer() {
         .arg("--version")
         .output()
         .unwrap();
+    let version = String::from_utf8(version.stdout).unwrap();
+    assert!(version.starts_with("latchkey "), "{version}");
+    // The commit it was built from, as git names it (or `unknown` without git).
+    let commit = version
+        .split("(commit ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_default();
     assert!(
-        String::from_utf8(version.stdout)
-            .unwrap()
-            .starts_with("latchkey ")
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{version}"
     );
     let help = latchkey(directory.path()).arg("--help").output().unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
