@@ -78,10 +78,10 @@ fn tokens(criterion: &mut Criterion) {
     );
     let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
     criterion.bench_function("EdDSA access token: sign", |bench| {
-        bench.iter(|| service.issue(user, "alice", session).expect("issue"))
+        bench.iter(|| service.issue(user, "alice", session, false).expect("issue"))
     });
     let token = service
-        .issue(user, "alice", session)
+        .issue(user, "alice", session, false)
         .expect("issue")
         .access_token;
     criterion.bench_function("EdDSA access token: verify", |bench| {
@@ -93,9 +93,10 @@ fn tokens(criterion: &mut Criterion) {
         username: "alice".to_owned(),
         email: "alice@example.com".to_owned(),
         password: SecretString::from("benchmark passphrase 42"),
+        locale: None,
     };
     runtime
-        .block_on(auth.register(registration))
+        .block_on(auth.register(registration, &ClientContext::default()))
         .expect("register");
     let login = runtime
         .block_on(auth.login(

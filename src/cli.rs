@@ -61,6 +61,20 @@ enum Command {
     /// Manage clients allowed to introspect tokens.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Inspect and re-queue outgoing email.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// List messages, newest first: id, kind, recipient, state, attempts, times, last error.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Queue an unsent (failed or waiting) message again, due now, with a fresh 24-hour retry budget.
+    Retry { id: uuid::Uuid },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +139,7 @@ pub fn run() -> ExitCode {
             Command::Clients(ClientsCommand::Create { name }) => {
                 create_client(settings, &name).await
             }
+            Command::Outbox(command) => outbox(settings, command).await,
         }
     });
     match outcome {
@@ -247,6 +262,40 @@ async fn keys(settings: Settings, command: KeysCommand) -> CommandResult {
                     key.created_at.to_rfc3339()
                 );
             }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn outbox(settings: Settings, command: OutboxCommand) -> CommandResult {
+    let store = connect(&settings, 1).await?;
+    store.migrate().await?;
+    match command {
+        OutboxCommand::List { limit } => {
+            for message in store.list_mail(limit).await? {
+                let (state, at) = match (message.sent_at, message.failed_at) {
+                    (Some(at), _) => ("sent", at),
+                    (None, Some(at)) => ("failed", at),
+                    (None, None) => ("waiting", message.due_at),
+                };
+                println!(
+                    "{}\t{}\t{}\t{state} {}\tattempts {}\tqueued {}\t{}",
+                    message.id,
+                    message.kind,
+                    message.recipient,
+                    at.to_rfc3339(),
+                    message.attempts,
+                    message.created_at.to_rfc3339(),
+                    message.last_error.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        OutboxCommand::Retry { id } => {
+            if !store.retry_mail(id, chrono::Utc::now()).await? {
+                return Err(format!("no unsent message {id}").into());
+            }
+            println!("message {id} is queued again; a running latchkey sends it shortly");
         }
     }
     store.close().await;

@@ -16,11 +16,14 @@ use crate::auth::{
     Auth, AuthError, HashingError, HashingParams, KeyError, Keyring, PasswordHasher, SessionPolicy,
     TokenService, default_hash_concurrency, token_retention,
 };
+use crate::auth::{EmailPolicy, MailSetup};
 use crate::auth::{Throttle, ThrottlePolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Settings, Switch};
 use crate::domain::PasswordPolicy;
 use crate::http::{self, AppState, ForwardingHeader, TrustedProxies};
+use crate::mail::delivery::Delivery;
+use crate::mail::{Mailer, Templates, Transport};
 use crate::store::counters::{Bucket, CounterError, Counters, FailureRule};
 use crate::store::{Store, StoreError};
 use secrecy::ExposeSecret;
@@ -43,6 +46,10 @@ pub enum StartupError {
     Auth(#[from] AuthError),
     #[error("LATCHKEY_REDIS_URL")]
     Redis(#[source] CounterError),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
+    #[error("{0}")]
+    MailSettings(String),
 }
 
 pub struct Application {
@@ -52,6 +59,7 @@ pub struct Application {
     poll_every: std::time::Duration,
     request_timeout: std::time::Duration,
     max_connections: usize,
+    delivery: Option<Delivery>,
 }
 
 impl Application {
@@ -72,7 +80,7 @@ impl Application {
                     address: server.listen,
                     source,
                 })?;
-        let auth = build_auth(&settings, clock).await?;
+        let (auth, delivery) = build_parts(&settings, clock).await?;
         let state = AppState {
             auth,
             trusted_proxies: Arc::new(trusted_proxies(server)),
@@ -87,6 +95,7 @@ impl Application {
             ),
             request_timeout,
             max_connections,
+            delivery,
         })
     }
 
@@ -112,6 +121,10 @@ impl Application {
             Arc::clone(&self.state.auth),
             self.poll_every,
         ));
+        let (stop_delivery, stopped) = tokio::sync::watch::channel(false);
+        let delivery = self
+            .delivery
+            .map(|delivery| tokio::spawn(delivery.run(stopped)));
         http::serve(
             self.listener,
             self.router,
@@ -121,6 +134,16 @@ impl Application {
         )
         .await;
         poller.abort();
+        // The message being sent finishes; claimed ones are handed back.
+        let _ = stop_delivery.send(true);
+        if let Some(delivery) = delivery {
+            let limit = crate::mail::delivery::STOP_WITHIN;
+            if tokio::time::timeout(limit, delivery).await.is_err() {
+                tracing::warn!(
+                    "the mail worker did not stop in time; its messages wait for their lease to lapse"
+                );
+            }
+        }
         self.state.auth.shut_down().await;
         Ok(())
     }
@@ -137,6 +160,14 @@ pub async fn build_auth(
     settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<Auth>, StartupError> {
+    Ok(build_parts(settings, clock).await?.0)
+}
+
+/// The use-cases, and the mail worker when email is configured.
+async fn build_parts(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<Auth>, Option<Delivery>), StartupError> {
     let hasher = build_hasher(&settings.passwords)?;
     let store = Store::connect(
         settings.database.url.secret(),
@@ -170,12 +201,85 @@ pub async fn build_auth(
         );
     }
     let throttle = Throttle::new(counters, throttle_policy, Arc::clone(&clock));
-    let auth = Arc::new(Auth::new(
-        store, hasher, tokens, clock, policy, sessions, throttle,
-    ));
+    let (mail, delivery) = build_mail(settings, &store, &clock)?;
+    let auth = Arc::new(
+        Auth::new(store, hasher, tokens, clock, policy, sessions, throttle).with_mail(mail),
+    );
     // Sessions revoked before a restart stay revoked from the first request on.
     auth.sync_revocations().await?;
-    Ok(auth)
+    Ok((auth, delivery))
+}
+
+/// The renderer, the flows' policy and the delivery worker, from the mail settings.
+fn build_mail(
+    settings: &Settings,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+) -> Result<(MailSetup, Option<Delivery>), StartupError> {
+    let mail = &settings.mail;
+    let mut setup = MailSetup {
+        policy: EmailPolicy {
+            require_verified: mail.require_verified_email,
+            reset_lifetime: Duration::minutes(mail.reset_token_minutes.get() as i64),
+            sign_in_enabled: mail.email_sign_in == Switch::On,
+        },
+        ..MailSetup::default()
+    };
+    let Some(url) = &mail.smtp_url else {
+        if mail.require_verified_email {
+            tracing::warn!(
+                "LATCHKEY_REQUIRE_VERIFIED_EMAIL is on but LATCHKEY_SMTP_URL is unset: no address can be verified"
+            );
+        }
+        return Ok((setup, None));
+    };
+    let transport = Transport::from_url(url.secret().expose_secret())
+        .map_err(|reason| StartupError::MailSettings(format!("LATCHKEY_SMTP_URL: {reason}")))?;
+    if transport.is_log() {
+        tracing::warn!(
+            "LATCHKEY_SMTP_URL=log: messages are written to standard error and NEVER SENT; for development only"
+        );
+    }
+    let public_url = mail
+        .public_url
+        .as_ref()
+        .map_or_else(|| settings.server.issuer(), |url| url.as_str().to_owned());
+    let from = match &mail.mail_from {
+        Some(from) => from.clone(),
+        None => default_sender(&public_url),
+    };
+    let from = from.parse().map_err(|error| {
+        StartupError::MailSettings(format!(
+            "LATCHKEY_MAIL_FROM: {from:?} is not a mailbox: {error}"
+        ))
+    })?;
+    let templates = Templates::load(mail.mail_templates.as_deref())?;
+    setup.mailer = Some(Arc::new(Mailer::new(
+        templates,
+        mail.product_name.clone(),
+        &public_url,
+    )));
+    let delivery = Delivery::new(
+        store.clone(),
+        transport,
+        from,
+        Arc::clone(clock),
+        std::time::Duration::from_millis(mail.mail_poll_milliseconds.get()),
+        Arc::clone(&setup.wake),
+    );
+    Ok((setup, Some(delivery)))
+}
+
+/// `no-reply@` the public URL's host name (`localhost` for an address).
+fn default_sender(public_url: &str) -> String {
+    let host = url::Url::parse(public_url)
+        .ok()
+        .and_then(|url| match url.host() {
+            Some(url::Host::Domain(domain)) => Some(domain.to_owned()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("no-reply@{host}")
 }
 
 /// The signing keys (the stored ones, or the origin's secret) and how tokens are stamped.
@@ -279,6 +383,8 @@ fn throttle_policy(settings: &config::ThrottleSettings) -> ThrottlePolicy {
         register: per(settings.rate_register_per_hour, 3600.0),
         refresh: per(settings.rate_refresh_per_minute, 60.0),
         other: per(settings.rate_other_per_minute, 60.0),
+        email: per(settings.rate_email_per_hour, 3600.0),
+        email_per_address: per(settings.rate_email_per_address_per_hour, 3600.0),
     }
 }
 

@@ -33,29 +33,14 @@ impl Auth {
             .find_user_by_id(principal.user_id)
             .await?
             .ok_or(AuthError::InvalidToken)?;
-        let account_key = normalize_login_name(&user.username);
-        self.refuse_while_locked(&account_key, Some(user.id), client)
-            .await?;
-        match self
-            .hasher
-            .verify(current, Some(&user.password_hash))
-            .await?
-        {
-            Verification::Match { .. } => {
-                self.throttle.login_succeeded(&account_key, client.ip).await
-            }
-            Verification::Mismatch => {
-                let outcome = "wrong current password";
-                self.count_wrong_password(&account_key, Some(user.id), client, outcome)
-                    .await;
-                return Err(AuthError::WrongCurrentPassword);
-            }
-        }
+        self.check_password(&user, current, client).await?;
         let hash = self.hasher.hash(&new).await?;
         let now = self.clock.now();
+        let notice = self.password_changed_notice(&user, client)?;
         self.store
-            .set_password_hash(user.id, &hash, now, Some(principal.session_id))
+            .set_password_hash(user.id, &hash, now, Some(principal.session_id), &notice)
             .await?;
+        self.mail_queued();
         self.store
             .revoke_user_sessions(user.id, Some(principal.session_id), "password_changed", now)
             .await?;
@@ -67,6 +52,64 @@ impl Auth {
         )
         .await;
         self.sync_revocations().await
+    }
+
+    /// Checks the signed-in user's password before a sensitive change; a
+    /// wrong one counts against the lockout exactly like a failed login.
+    pub(crate) async fn check_password(
+        &self,
+        user: &crate::store::UserRecord,
+        password: &SecretString,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        let account_key = normalize_login_name(&user.username);
+        self.refuse_while_locked(&account_key, Some(user.id), client)
+            .await?;
+        match self
+            .hasher
+            .verify(password, Some(&user.password_hash))
+            .await?
+        {
+            Verification::Match { .. } => {
+                self.throttle.login_succeeded(&account_key, client.ip).await;
+                Ok(())
+            }
+            Verification::Mismatch => {
+                let outcome = "wrong current password";
+                self.count_wrong_password(&account_key, Some(user.id), client, outcome)
+                    .await;
+                Err(AuthError::WrongCurrentPassword)
+            }
+        }
+    }
+
+    /// Sets or clears the language of the caller's messages.
+    #[tracing::instrument(level = "info", skip_all)]
+    pub async fn set_locale(
+        &self,
+        principal: &Principal,
+        locale: Option<&str>,
+    ) -> Result<super::Account, AuthError> {
+        let locale = match locale {
+            Some(raw) => Some(crate::mail::parse_locale(raw).ok_or_else(|| {
+                AuthError::Invalid(vec![FieldProblem {
+                    field: "locale",
+                    invalid: crate::domain::Invalid::new(
+                        "value_error.locale",
+                        "is not a language tag (like en, de or pt-BR)",
+                    ),
+                }])
+            })?),
+            None => None,
+        };
+        let user = self.current_user(principal).await?;
+        self.store
+            .set_locale(user.id, locale.as_deref(), self.clock.now())
+            .await?;
+        Ok(super::Account {
+            locale,
+            ..super::Account::from(user)
+        })
     }
 
     /// Disables or enables an account by username or email; disabling ends
@@ -84,6 +127,7 @@ impl Auth {
         let operator = ClientContext {
             user_agent: Some("latchkey command line".to_owned()),
             ip: None,
+            languages: Vec::new(),
         };
         if disabled {
             self.store

@@ -21,6 +21,12 @@ pub enum AuditEvent {
     PasswordChange,
     UserDisabled,
     UserEnabled,
+    EmailVerified,
+    PasswordResetRequested,
+    PasswordReset,
+    EmailChangeRequested,
+    EmailChanged,
+    SignInCodeRequested,
 }
 
 impl AuditEvent {
@@ -35,6 +41,12 @@ impl AuditEvent {
             Self::PasswordChange => "password_change",
             Self::UserDisabled => "user_disabled",
             Self::UserEnabled => "user_enabled",
+            Self::EmailVerified => "email_verified",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordReset => "password_reset",
+            Self::EmailChangeRequested => "email_change_requested",
+            Self::EmailChanged => "email_changed",
+            Self::SignInCodeRequested => "sign_in_code_requested",
         }
     }
 }

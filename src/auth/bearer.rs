@@ -98,8 +98,16 @@ impl Auth {
     /// The caller's account, read from the database; for routes that show it.
     #[tracing::instrument(level = "info", skip_all)]
     pub async fn account(&self, principal: &Principal) -> Result<Account, AuthError> {
+        self.current_user(principal).await.map(Account::from)
+    }
+
+    /// The caller's account row; a token of a vanished or disabled account is invalid.
+    pub(crate) async fn current_user(
+        &self,
+        principal: &Principal,
+    ) -> Result<crate::store::UserRecord, AuthError> {
         match self.store.find_user_by_id(principal.user_id).await? {
-            Some(user) if !user.disabled => Ok(Account::from(user)),
+            Some(user) if !user.disabled => Ok(user),
             _ => Err(AuthError::InvalidToken),
         }
     }

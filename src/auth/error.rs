@@ -29,6 +29,21 @@ pub enum AuthError {
     InvalidGrant(&'static str),
     #[error("Current password is incorrect")]
     WrongCurrentPassword,
+    #[error("Email not verified")]
+    EmailNotVerified,
+    #[error("Invalid or expired token")]
+    InvalidEmailToken,
+    #[error("Invalid or expired code")]
+    InvalidCode,
+    #[error("The new email is the current one")]
+    SameEmail,
+    /// Email delivery is not configured, so flows that send mail cannot run.
+    #[error("Email is not configured on this server (LATCHKEY_SMTP_URL is unset)")]
+    MailNotConfigured,
+    #[error("Email sign-in is not enabled (LATCHKEY_EMAIL_SIGN_IN)")]
+    EmailSignInDisabled,
+    #[error("cannot render a message")]
+    Mail(#[from] crate::mail::MailError),
     #[error("Session not found")]
     SessionNotFound,
     #[error("client authentication failed")]

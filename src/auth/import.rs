@@ -51,15 +51,19 @@ pub async fn import_origin_users(
             continue;
         }
         let inserted = store
-            .insert_user(NewUser {
-                id: Uuid::now_v7(),
-                username: username.as_str(),
-                username_normalized: username.normalized(),
-                email: email.as_str(),
-                email_normalized: email.normalized(),
-                password_hash: &hash,
-                now: clock.now(),
-            })
+            .insert_user(
+                NewUser {
+                    locale: None,
+                    id: Uuid::now_v7(),
+                    username: username.as_str(),
+                    username_normalized: username.normalized(),
+                    email: email.as_str(),
+                    email_normalized: email.normalized(),
+                    password_hash: &hash,
+                    now: clock.now(),
+                },
+                &crate::store::Outgoing::default(),
+            )
             .await;
         match inserted {
             Ok(()) => report.imported += 1,

@@ -68,9 +68,16 @@ impl Auth {
         };
         // The session first: a login that raced a password change opens
         // nothing, and must not be recorded as a success.
-        let tokens = self
-            .open_session(user.id, &user.username, user.credential_version, context)
-            .await?;
+        if self.mail.policy.require_verified && user.email_verified_at.is_none() {
+            // Only now, after the right password: the answer tells nothing
+            // to someone who does not know it.
+            self.throttle
+                .login_succeeded(&account_key, context.ip)
+                .await;
+            return Err(AuthError::EmailNotVerified);
+        }
+        let verified = user.email_verified_at.is_some();
+        let tokens = self.open_session(&user, verified, context).await?;
         self.throttle
             .login_succeeded(&account_key, context.ip)
             .await;

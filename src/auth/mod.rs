@@ -10,6 +10,7 @@
 mod account;
 mod audit;
 mod bearer;
+mod email;
 mod error;
 mod hashing;
 mod import;
@@ -35,6 +36,7 @@ use crate::domain::PasswordPolicy;
 use crate::store::{Store, UserRecord};
 
 pub use audit::AuditEvent;
+pub use email::{BACKGROUND_LOOKUPS, EmailPolicy, MailSetup};
 pub use error::{AuthError, FieldProblem};
 pub use hashing::{
     HashingError, HashingParams, PasswordHasher, Verification, default_hash_concurrency, is_bcrypt,
@@ -60,6 +62,8 @@ pub struct Account {
     pub username: String,
     pub email: String,
     pub created_at: DateTime<Utc>,
+    pub email_verified: bool,
+    pub locale: Option<String>,
 }
 
 impl From<UserRecord> for Account {
@@ -69,6 +73,8 @@ impl From<UserRecord> for Account {
             username: user.username,
             email: user.email,
             created_at: user.created_at,
+            email_verified: user.email_verified_at.is_some(),
+            locale: user.locale,
         }
     }
 }
@@ -101,6 +107,7 @@ pub struct Auth {
     revoked: RevokedSessions,
     verified: bearer::VerifiedTokens,
     throttle: Throttle,
+    mail: MailSetup,
 }
 
 impl Auth {
@@ -123,7 +130,15 @@ impl Auth {
             revoked: RevokedSessions::default(),
             verified: bearer::VerifiedTokens::default(),
             throttle,
+            mail: MailSetup::default(),
         }
+    }
+
+    /// Email: the renderer (when configured), the delivery worker's
+    /// doorbell, and the policy of the email flows.
+    pub fn with_mail(mut self, mail: MailSetup) -> Self {
+        self.mail = mail;
+        self
     }
 
     /// Signature, claims and revocation; no database.

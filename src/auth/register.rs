@@ -5,20 +5,26 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::domain::{EmailAddress, Invalid, Password, Username};
-use crate::store::{NewUser, StoreError};
+use crate::store::{NewUser, StoreError, UserRecord};
 
-use super::{Account, Auth, AuthError, FieldProblem};
+use super::{Account, Auth, AuthError, ClientContext, FieldProblem};
 
 /// The fields of a registration, as received.
 pub struct Registration {
     pub username: String,
     pub email: String,
     pub password: SecretString,
+    /// The language of the account's messages (a BCP 47 tag); optional.
+    pub locale: Option<String>,
 }
 
 impl Auth {
     #[tracing::instrument(level = "info", skip_all)]
-    pub async fn register(&self, registration: Registration) -> Result<Account, AuthError> {
+    pub async fn register(
+        &self,
+        registration: Registration,
+        context: &ClientContext,
+    ) -> Result<Account, AuthError> {
         let mut problems = Vec::new();
         let username = collect(
             &mut problems,
@@ -35,33 +41,64 @@ impl Auth {
             "password",
             Password::parse(&registration.password, self.policy),
         );
-        let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+        let locale = match registration.locale.as_deref() {
+            None => None,
+            Some(raw) => collect(
+                &mut problems,
+                "locale",
+                crate::mail::parse_locale(raw).ok_or_else(|| {
+                    Invalid::new(
+                        "value_error.locale",
+                        "is not a language tag (like en, de or pt-BR)",
+                    )
+                }),
+            ),
+        };
+        let (Some(username), Some(email), Some(password), true) =
+            (username, email, password, problems.is_empty())
+        else {
             return Err(AuthError::Invalid(problems));
         };
 
         self.refuse_taken(&username, &email).await?;
         let password_hash = self.hasher.hash(&password).await?;
-        let id = Uuid::now_v7();
         let now = self.clock.now();
+        let user = UserRecord {
+            id: Uuid::now_v7(),
+            username: username.as_str().to_owned(),
+            email: email.as_str().to_owned(),
+            password_hash,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+            credential_version: 0,
+            email_verified_at: None,
+            locale,
+        };
+        let outgoing = self.verification_outgoing(&user, context)?;
         let inserted = self
             .store
-            .insert_user(NewUser {
-                id,
-                username: username.as_str(),
-                username_normalized: username.normalized(),
-                email: email.as_str(),
-                email_normalized: email.normalized(),
-                password_hash: &password_hash,
-                now,
-            })
+            .insert_user(
+                NewUser {
+                    id: user.id,
+                    username: username.as_str(),
+                    username_normalized: username.normalized(),
+                    email: email.as_str(),
+                    email_normalized: email.normalized(),
+                    password_hash: &user.password_hash,
+                    locale: user.locale.as_deref(),
+                    now,
+                },
+                &outgoing,
+            )
             .await;
         match inserted {
-            Ok(()) => Ok(Account {
-                id,
-                username: username.as_str().to_owned(),
-                email: email.as_str().to_owned(),
-                created_at: now,
-            }),
+            Ok(()) => {
+                if !outgoing.is_empty() {
+                    self.mail_queued();
+                }
+                Ok(Account::from(user))
+            }
             // A concurrent registration won the race; say which field it took.
             Err(StoreError::Conflict) => {
                 self.refuse_taken(&username, &email).await?;

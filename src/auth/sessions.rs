@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use crate::store::{NewSession, Rotation, StoreError};
+use crate::store::{NewSession, Rotation, StoreError, UserRecord};
 
 use super::views::LiveSession;
 
@@ -21,6 +21,8 @@ use super::{AuditEvent, Auth, AuthError, IssuedToken, Principal, token_retention
 pub struct ClientContext {
     pub user_agent: Option<String>,
     pub ip: Option<IpAddr>,
+    /// The request's `Accept-Language`, most wanted first.
+    pub languages: Vec<String>,
 }
 
 /// What a successful login or refresh hands out.
@@ -45,17 +47,17 @@ pub enum LogoutScope {
 const MAX_REFRESH_TOKEN_BYTES: usize = 256;
 
 impl Auth {
-    /// Opens a session for a user whose password just verified.
+    /// Opens a session for a user whose password (or emailed code) just
+    /// verified. `user` is the account as read before that check: if its
+    /// credential version has changed since, nothing is opened.
     #[tracing::instrument(level = "info", skip_all)]
-    /// `credential_version` is the account's as read before the password
-    /// check: if it has changed since, nothing is opened.
     pub(crate) async fn open_session(
         &self,
-        user_id: Uuid,
-        username: &str,
-        credential_version: i64,
+        user: &UserRecord,
+        email_verified: bool,
         context: &ClientContext,
     ) -> Result<TokenPair, AuthError> {
+        let (user_id, credential_version) = (user.id, user.credential_version);
         let now = self.clock.now();
         let session_id = Uuid::now_v7();
         let (refresh_token, refresh_hash) = new_secret()?;
@@ -80,7 +82,9 @@ impl Auth {
                 StoreError::StaleCredential => AuthError::InvalidCredentials,
                 other => AuthError::Store(other),
             })?;
-        let access = self.tokens.issue(user_id, username, session_id)?;
+        let access = self
+            .tokens
+            .issue(user_id, &user.username, session_id, email_verified)?;
         Ok(TokenPair {
             access,
             refresh_token,
@@ -149,7 +153,12 @@ impl Auth {
                 return Err(AuthError::InvalidGrant("the account is disabled"));
             }
         };
-        let access = self.tokens.issue(user.id, &user.username, session.id)?;
+        let access = self.tokens.issue(
+            user.id,
+            &user.username,
+            session.id,
+            user.email_verified_at.is_some(),
+        )?;
         Ok(TokenPair {
             access,
             refresh_token: successor,

@@ -59,6 +59,10 @@ pub struct ThrottlePolicy {
     pub register: Bucket,
     pub refresh: Bucket,
     pub other: Bucket,
+    /// Requests that send email, per client.
+    pub email: Bucket,
+    /// Requests that send email, per address.
+    pub email_per_address: Bucket,
 }
 
 pub struct Throttle {
@@ -110,6 +114,39 @@ impl Throttle {
         let outcome = self.counters.take(&key, bucket, self.now_ms()).await;
         let refused = outcome.is_err();
         self.count_refusal(outcome, refused)
+    }
+
+    /// Takes one request that sends email from the client's budget and from
+    /// the address's (counted whether or not an account has it).
+    pub async fn admit_email(&self, address: &str, client: Option<IpAddr>) -> Result<(), Duration> {
+        if !self.policy.enabled {
+            return Ok(());
+        }
+        let now = self.now_ms();
+        let by_client = format!("bucket:email:{}", client_unit(client));
+        let outcome = match self.counters.take(&by_client, self.policy.email, now).await {
+            Ok(()) => {
+                let by_address = format!("bucket:email-address:{address}");
+                self.counters
+                    .take(&by_address, self.policy.email_per_address, now)
+                    .await
+            }
+            refused => refused,
+        };
+        let refused = outcome.is_err();
+        self.count_refusal(outcome, refused)
+    }
+
+    /// A password reset proved the owner: the account-wide lock and this
+    /// client's lock on the account end.
+    pub async fn clear_lockout(&self, account: &str, client: Option<IpAddr>) {
+        if self.policy.enabled {
+            let now = self.now_ms();
+            self.counters.clear(&account_key(account), now).await;
+            self.counters
+                .clear(&account_client_key(account, client), now)
+                .await;
+        }
     }
 
     /// How long logins for this account, or from this client, are refused.

@@ -37,6 +37,9 @@ pub struct AccessClaims {
     pub preferred_username: String,
     /// The session the token belongs to.
     pub sid: String,
+    /// Whether the account's address was verified when the token was issued.
+    #[serde(default)]
+    pub email_verified: bool,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -120,6 +123,7 @@ impl TokenService {
         user_id: Uuid,
         username: &str,
         session_id: Uuid,
+        email_verified: bool,
     ) -> Result<IssuedToken, TokenError> {
         let now = self.clock.now().timestamp();
         let claims = AccessClaims {
@@ -128,6 +132,7 @@ impl TokenService {
             sub: user_id.to_string(),
             preferred_username: username.to_owned(),
             sid: session_id.to_string(),
+            email_verified,
             iat: now,
             nbf: now,
             exp: now + self.lifetime.num_seconds(),
@@ -226,7 +231,7 @@ mod tests {
         let clock = ManualClock::new(chrono::Utc::now());
         let tokens = service(&clock);
         let user = Uuid::now_v7();
-        let issued = tokens.issue(user, "alice", Uuid::now_v7()).unwrap();
+        let issued = tokens.issue(user, "alice", Uuid::now_v7(), false).unwrap();
         let claims = tokens.verify(&issued.access_token).unwrap();
         assert_eq!(claims.sub, user.to_string());
         assert_eq!(claims.exp - claims.iat, 900);
@@ -239,7 +244,7 @@ mod tests {
         let clock = ManualClock::new(chrono::Utc::now());
         let tokens = service(&clock);
         let issued = tokens
-            .issue(Uuid::now_v7(), "alice", Uuid::now_v7())
+            .issue(Uuid::now_v7(), "alice", Uuid::now_v7(), false)
             .unwrap();
         clock.advance(Duration::seconds(-(LEEWAY_SECONDS + 5)));
         assert!(tokens.verify(&issued.access_token).is_err());
@@ -250,7 +255,7 @@ mod tests {
         let clock = ManualClock::new(chrono::Utc::now());
         let tokens = service(&clock);
         let issued = tokens
-            .issue(Uuid::now_v7(), "alice", Uuid::now_v7())
+            .issue(Uuid::now_v7(), "alice", Uuid::now_v7(), false)
             .unwrap();
         let parts: Vec<&str> = issued.access_token.split('.').collect();
         let none_header =
@@ -276,7 +281,7 @@ mod tests {
         let clock = ManualClock::new(chrono::Utc::now());
         let tokens = service(&clock);
         let issued = tokens
-            .issue(Uuid::now_v7(), "alice", Uuid::now_v7())
+            .issue(Uuid::now_v7(), "alice", Uuid::now_v7(), false)
             .unwrap();
         let payload = issued.access_token.split('.').nth(1).unwrap().to_owned();
         let header = URL_SAFE_NO_PAD.encode(

@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use sections::{
-    DatabaseSettings, LogSettings, PasswordSettings, ServerSettings, SessionSettings,
+    DatabaseSettings, LogSettings, MailSettings, PasswordSettings, ServerSettings, SessionSettings,
     ThrottleSettings, TokenSettings,
 };
 pub use values::{
@@ -40,6 +40,7 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub throttle: ThrottleSettings,
     pub logging: LogSettings,
+    pub mail: MailSettings,
 }
 
 /// A configuration problem, worded as one line that names the setting.
@@ -88,6 +89,7 @@ impl Settings {
             passwords: extract(figment)?,
             throttle: extract(figment)?,
             logging: extract(figment)?,
+            mail: extract(figment)?,
         };
         settings.check()?;
         Ok(settings)
@@ -96,11 +98,12 @@ impl Settings {
     /// The rules that tie two settings together, which no single type keeps.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.passwords.check()?;
-        self.throttle.check()
+        self.throttle.check()?;
+        self.mail.check()
     }
 
     /// Each section as a JSON object of its keys, secrets already masked.
-    fn sections(&self) -> [(&'static str, serde_json::Value); 7] {
+    fn sections(&self) -> [(&'static str, serde_json::Value); 8] {
         [
             ("server", as_json(&self.server)),
             ("database", as_json(&self.database)),
@@ -109,6 +112,7 @@ impl Settings {
             ("passwords", as_json(&self.passwords)),
             ("throttle", as_json(&self.throttle)),
             ("logging", as_json(&self.logging)),
+            ("mail", as_json(&self.mail)),
         ]
     }
 

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -213,6 +214,11 @@ pub struct ThrottleSettings {
     pub rate_refresh_per_minute: NonZeroU32,
     /// Other unauthenticated requests that do work (revocation, introspection) per client per minute.
     pub rate_other_per_minute: NonZeroU32,
+    /// Requests that send email (forgot password, resend verification, email
+    /// change, sign-in codes) per client per hour.
+    pub rate_email_per_hour: NonZeroU32,
+    /// The same requests per email address per hour, whether or not an account has it.
+    pub rate_email_per_address_per_hour: NonZeroU32,
 }
 
 impl Default for ThrottleSettings {
@@ -232,6 +238,8 @@ impl Default for ThrottleSettings {
             rate_register_per_hour: count(100),
             rate_refresh_per_minute: count(120),
             rate_other_per_minute: count(300),
+            rate_email_per_hour: count(30),
+            rate_email_per_address_per_hour: count(5),
         }
     }
 }
@@ -270,5 +278,75 @@ impl Default for LogSettings {
             log: "info".to_owned(),
             log_format: LogFormat::Text,
         }
+    }
+}
+
+/// Email: delivery, messages, and the flows that send them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct MailSettings {
+    /// `smtp://[user:pass@]host[:port]` (STARTTLS when offered; `?tls=required`
+    /// insists, `?tls=none` never tries), `smtps://` (TLS from the start), or
+    /// `log:` (messages to standard error, for development). Unset: no email.
+    pub smtp_url: Option<SecretUrl>,
+    /// The `From` of every message, `Name <address>` or an address; default
+    /// `no-reply@` the public URL's host.
+    pub mail_from: Option<String>,
+    /// The base of every link in a message; defaults to the issuer.
+    pub public_url: Option<Issuer>,
+    /// The product's name in messages.
+    pub product_name: String,
+    /// A folder of message templates (`<locale>/<kind>.jinja`) that replace or
+    /// add to the built-in ones; read at start.
+    pub mail_templates: Option<PathBuf>,
+    /// Refuse login (403) to accounts whose address is not verified.
+    pub require_verified_email: bool,
+    /// How long a password-reset link works, in minutes.
+    pub reset_token_minutes: Bounded<5, 1440>,
+    /// Passwordless sign-in with a code sent by email: `on` or `off`.
+    pub email_sign_in: Switch,
+    /// How often, in milliseconds, each instance looks for messages to send.
+    pub mail_poll_milliseconds: Bounded<50, 60000>,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            mail_from: None,
+            public_url: None,
+            product_name: "latchkey".to_owned(),
+            mail_templates: None,
+            require_verified_email: false,
+            reset_token_minutes: Bounded::clamped(60),
+            email_sign_in: Switch::Off,
+            mail_poll_milliseconds: Bounded::clamped(1000),
+        }
+    }
+}
+
+impl MailSettings {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.smtp_url {
+            let scheme = url.scheme();
+            if !matches!(scheme.as_str(), "smtp" | "smtps" | "log") {
+                return Err(ConfigError::setting(
+                    "LATCHKEY_SMTP_URL",
+                    "the scheme must be smtp:, smtps: or log:",
+                ));
+            }
+        }
+        if let Some(from) = &self.mail_from {
+            from.parse::<lettre::message::Mailbox>().map_err(|error| {
+                ConfigError::setting("LATCHKEY_MAIL_FROM", format!("not a mailbox: {error}"))
+            })?;
+        }
+        if self.product_name.trim().is_empty() || self.product_name.chars().any(char::is_control) {
+            return Err(ConfigError::setting(
+                "LATCHKEY_PRODUCT_NAME",
+                "must be a non-empty line of text",
+            ));
+        }
+        Ok(())
     }
 }

@@ -134,6 +134,15 @@ impl SecretUrl {
     pub fn secret(&self) -> &SecretString {
         &self.0
     }
+
+    /// The scheme, lower-cased.
+    pub fn scheme(&self) -> String {
+        self.0
+            .expose_secret()
+            .split_once(':')
+            .map(|(scheme, _)| scheme.to_ascii_lowercase())
+            .unwrap_or_default()
+    }
 }
 
 impl fmt::Debug for SecretUrl {

@@ -114,6 +114,11 @@ pub enum ApiError {
     NotAuthenticated,
     #[error("Invalid token")]
     InvalidToken,
+    #[error("{0}")]
+    Forbidden(String),
+    /// A feature this server is not configured for (503, naming the setting).
+    #[error("{0}")]
+    NotConfigured(String),
     #[error("Not Found")]
     NotFound,
     #[error("{0}")]
@@ -153,7 +158,13 @@ impl From<AuthError> for ApiError {
             | AuthError::EmailTaken
             | AuthError::InvalidCredentials
             | AuthError::InvalidGrant(_)
-            | AuthError::WrongCurrentPassword => Self::BadRequest(error.to_string()),
+            | AuthError::WrongCurrentPassword
+            | AuthError::InvalidEmailToken
+            | AuthError::InvalidCode
+            | AuthError::SameEmail => Self::BadRequest(error.to_string()),
+            AuthError::EmailNotVerified => Self::Forbidden(error.to_string()),
+            AuthError::MailNotConfigured => Self::NotConfigured(error.to_string()),
+            AuthError::EmailSignInDisabled => Self::NotFoundDetail(error.to_string()),
             AuthError::SessionNotFound => Self::NotFoundDetail(error.to_string()),
             AuthError::InvalidClient => Self::InvalidToken,
             AuthError::InvalidToken => Self::InvalidToken,
@@ -167,6 +178,7 @@ impl From<AuthError> for ApiError {
             | AuthError::Hashing(_)
             | AuthError::Signing(_)
             | AuthError::Keys(_)
+            | AuthError::Mail(_)
             | AuthError::Random => Self::Internal(ServerFault::new(error)),
         }
     }
@@ -178,6 +190,8 @@ impl IntoResponse for ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotAuthenticated | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound | Self::NotFoundDetail(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

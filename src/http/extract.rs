@@ -92,7 +92,17 @@ impl FromRequestParts<AppState> for Client {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| state.trusted_proxies.client(*peer, &parts.headers));
-        Ok(Self(ClientContext { user_agent, ip }))
+        let languages = parts
+            .headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|value| value.to_str().ok())
+            .map(crate::mail::accepted_languages)
+            .unwrap_or_default();
+        Ok(Self(ClientContext {
+            user_agent,
+            ip,
+            languages,
+        }))
     }
 }
 

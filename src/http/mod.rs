@@ -8,6 +8,7 @@
 
 mod client_ip;
 mod docs;
+mod email;
 mod error;
 mod extract;
 mod me;
@@ -51,6 +52,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let (routes, openapi) = OpenApiRouter::with_openapi(docs::base_document())
         .merge(origin::router())
         .merge(me::router())
+        .merge(email::router())
         .merge(sessions::router())
         .merge(oauth::router())
         .merge(ops::router())

@@ -108,6 +108,7 @@ impl OAuthError {
                 Self::new("invalid_grant", "Incorrect username or password")
             }
             AuthError::InvalidGrant(reason) => Self::new("invalid_grant", reason),
+            AuthError::EmailNotVerified => Self::new("invalid_grant", "Email not verified"),
             AuthError::InvalidClient => Self {
                 status: StatusCode::UNAUTHORIZED,
                 ..Self::new("invalid_client", "Client authentication failed")
@@ -337,6 +338,7 @@ pub struct UserInfo {
     sub: String,
     preferred_username: String,
     email: String,
+    email_verified: bool,
 }
 
 /// OpenID Connect userinfo for the bearer token's account.
@@ -356,6 +358,7 @@ async fn userinfo(
         sub: account.id.to_string(),
         preferred_username: account.username,
         email: account.email,
+        email_verified: account.email_verified,
     }))
 }
 
@@ -381,7 +384,7 @@ async fn discovery(State(state): State<AppState>) -> Json<Value> {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
         "id_token_signing_alg_values_supported": [algorithm],
         "token_endpoint_auth_signing_alg_values_supported": [algorithm],
-        "claims_supported": ["iss", "aud", "sub", "sid", "preferred_username", "email", "iat", "nbf", "exp", "jti"],
+        "claims_supported": ["iss", "aud", "sub", "sid", "preferred_username", "email", "email_verified", "iat", "nbf", "exp", "jti"],
     }))
 }
 

@@ -39,6 +39,9 @@ pub struct RegisterRequest {
     #[schema(value_type = String, format = Password, example = "correct horse battery staple",
         min_length = 8, max_length = 128)]
     password: SecretString,
+    /// The language of the account's messages, a BCP 47 tag (`en`, `de`, `pt-BR`); optional.
+    #[schema(example = "en", max_length = 35)]
+    locale: Option<String>,
 }
 
 /// A registered account; never a password or hash.
@@ -79,15 +82,20 @@ impl From<Account> for AccountView {
 async fn register(
     State(state): State<AppState>,
     _: Throttled<Register>,
+    Client(client): Client,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> Result<Json<AccountView>, ApiError> {
     let account = state
         .auth
-        .register(Registration {
-            username: request.username,
-            email: request.email,
-            password: request.password,
-        })
+        .register(
+            Registration {
+                username: request.username,
+                email: request.email,
+                password: request.password,
+                locale: request.locale,
+            },
+            &client,
+        )
         .await?;
     Ok(Json(AccountView::from(account)))
 }
@@ -141,6 +149,7 @@ impl From<TokenPair> for TokenResponse {
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
         (status = 400, description = "Incorrect username or password", body = ErrorDetail),
+        (status = 403, description = "Email not verified (only with LATCHKEY_REQUIRE_VERIFIED_EMAIL, after the right password)", body = ErrorDetail),
         (status = 415, description = "Neither a form nor JSON", body = ErrorDetail),
         (status = 422, description = "A field is missing or malformed", body = ValidationErrors),
         (status = 429, description = "Too many attempts for this account or from this client; see Retry-After", body = ErrorDetail),

@@ -38,6 +38,9 @@ pub mod user {
         pub updated_at: DateTimeUtc,
         /// Raised by every change that ends the sessions of the old credential.
         pub credential_version: i64,
+        pub email_verified_at: Option<DateTimeUtc>,
+        /// BCP 47 language tag the account's messages are written in.
+        pub locale: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -154,6 +157,68 @@ pub mod audit_event {
         pub client_ip: Option<String>,
         pub user_agent: Option<String>,
         pub outcome: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod email_token {
+    use sea_orm::entity::prelude::*;
+
+    /// A token sent by email; only its SHA-256 is stored.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "email_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        pub user_id: Uuid,
+        pub purpose: String,
+        /// The normalized address the message went to.
+        pub email_normalized: String,
+        /// For an email change: the address to switch to, as typed.
+        pub new_email: Option<String>,
+        /// The session that asked, kept when the change ends the others.
+        pub session_id: Option<Uuid>,
+        /// For sign-in codes: SHA-256 of the code and the token hash.
+        pub code_hash: Option<String>,
+        pub attempts: i32,
+        /// The account's credential version when the token was made.
+        pub credential_version: i64,
+        pub created_at: DateTimeUtc,
+        pub expires_at: DateTimeUtc,
+        pub used_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod outbox {
+    use sea_orm::entity::prelude::*;
+
+    /// A message waiting for, or done with, delivery.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub kind: String,
+        pub recipient: String,
+        /// The rendered message (JSON); emptied once it is sent.
+        pub payload: String,
+        pub created_at: DateTimeUtc,
+        pub due_at: DateTimeUtc,
+        pub attempts: i32,
+        pub lease_owner: Option<Uuid>,
+        pub lease_until: Option<DateTimeUtc>,
+        pub sent_at: Option<DateTimeUtc>,
+        pub failed_at: Option<DateTimeUtc>,
+        pub last_error: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

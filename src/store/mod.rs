@@ -8,11 +8,13 @@
 mod audit;
 mod clients;
 pub mod counters;
+mod email_tokens;
 mod entities;
 mod error;
 mod keys;
 pub mod migration;
 pub mod origin;
+mod outbox;
 mod sessions;
 mod users;
 
@@ -23,8 +25,10 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use audit::AuditRecord;
 pub use clients::ClientRecord;
+pub use email_tokens::{EmailSwitch, EmailTokenRecord};
 pub use error::StoreError;
 pub use keys::{KeyState, SigningKeyRecord};
+pub use outbox::{NewEmailToken, NewMail, OutboxRecord, Outgoing};
 pub use sessions::{NewSession, Rotation, SessionRecord};
 pub use users::{NewUser, UserRecord};
 

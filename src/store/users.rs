@@ -2,13 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::entities::{SecretColumn, session, user};
 use super::error::{classify_write, with_retry};
+use super::outbox::{Outgoing, write_outgoing};
 use super::{Store, StoreError};
 
 /// A user as stored. Holds the password hash, so it has no revealing `Debug`.
@@ -23,6 +24,8 @@ pub struct UserRecord {
     pub updated_at: DateTime<Utc>,
     /// Sessions opened with an older version belong to a changed credential.
     pub credential_version: i64,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub locale: Option<String>,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -47,6 +50,8 @@ impl From<user::Model> for UserRecord {
             created_at: row.created_at,
             updated_at: row.updated_at,
             credential_version: row.credential_version,
+            email_verified_at: row.email_verified_at,
+            locale: row.locale,
         }
     }
 }
@@ -59,6 +64,7 @@ pub struct NewUser<'a> {
     pub email: &'a str,
     pub email_normalized: &'a str,
     pub password_hash: &'a str,
+    pub locale: Option<&'a str>,
     pub now: DateTime<Utc>,
 }
 
@@ -86,9 +92,15 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// Inserts a user; a taken username or email comes back as [`StoreError::Conflict`].
+    /// Inserts a user, and what the registration queues (its verification
+    /// message) in the same transaction; a taken username or email comes
+    /// back as [`StoreError::Conflict`].
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn insert_user(&self, new: NewUser<'_>) -> Result<(), StoreError> {
+    pub async fn insert_user(
+        &self,
+        new: NewUser<'_>,
+        outgoing: &Outgoing,
+    ) -> Result<(), StoreError> {
         with_retry(|| async {
             let row = user::ActiveModel {
                 id: Set(new.id),
@@ -101,11 +113,23 @@ impl Store {
                 created_at: Set(new.now),
                 updated_at: Set(new.now),
                 credential_version: Set(0),
+                email_verified_at: Set(None),
+                locale: Set(new.locale.map(str::to_owned)),
             };
+            if outgoing.is_empty() {
+                user::Entity::insert(row)
+                    .exec_without_returning(&self.db)
+                    .await
+                    .map_err(classify_write)?;
+                return Ok(());
+            }
+            let transaction = self.db.begin().await?;
             user::Entity::insert(row)
-                .exec_without_returning(&self.db)
+                .exec_without_returning(&transaction)
                 .await
                 .map_err(classify_write)?;
+            write_outgoing(&transaction, outgoing, new.now).await?;
+            transaction.commit().await?;
             Ok(())
         })
         .await
@@ -130,6 +154,22 @@ impl Store {
                     .add(user::Column::UsernameNormalized.eq(normalized))
                     .add(user::Column::EmailNormalized.eq(normalized)),
             )
+            .one(&self.db)
+            .await?;
+        Ok(row.map(UserRecord::from))
+    }
+
+    /// The account with this normalized email address (never a username).
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn find_user_by_email(
+        &self,
+        normalized: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        if normalized.ends_with(' ') {
+            return Ok(None);
+        }
+        let row = user::Entity::find()
+            .filter(user::Column::EmailNormalized.eq(normalized))
             .one(&self.db)
             .await?;
         Ok(row.map(UserRecord::from))
@@ -176,33 +216,18 @@ impl Store {
         hash: &str,
         now: DateTime<Utc>,
         keep: Option<Uuid>,
+        outgoing: &Outgoing,
     ) -> Result<(), StoreError> {
         with_retry(|| async {
             let transaction = self.db.begin().await?;
             user::Entity::update_many()
                 .col_expr(user::Column::PasswordHash, hash.into())
                 .col_expr(user::Column::UpdatedAt, now.into())
-                .col_expr(user::Column::CredentialVersion, raised_version())
                 .filter(user::Column::Id.eq(id))
                 .exec(&transaction)
                 .await?;
-            if let Some(session_id) = keep {
-                let version: Option<i64> = user::Entity::find_by_id(id)
-                    .select_only()
-                    .column(user::Column::CredentialVersion)
-                    .into_tuple()
-                    .one(&transaction)
-                    .await?;
-                session::Entity::update_many()
-                    .col_expr(
-                        session::Column::CredentialVersion,
-                        version.unwrap_or(0).into(),
-                    )
-                    .filter(session::Column::Id.eq(session_id))
-                    .filter(session::Column::UserId.eq(id))
-                    .exec(&transaction)
-                    .await?;
-            }
+            raise_credential_version(&transaction, id, keep, now).await?;
+            write_outgoing(&transaction, outgoing, now).await?;
             transaction.commit().await?;
             Ok(())
         })
@@ -233,6 +258,26 @@ impl Store {
         Ok(Some(user.id))
     }
 
+    /// Sets or clears the language the account's messages are written in.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn set_locale(
+        &self,
+        id: Uuid,
+        locale: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        with_retry(|| async {
+            user::Entity::update_many()
+                .col_expr(user::Column::Locale, locale.map(str::to_owned).into())
+                .col_expr(user::Column::UpdatedAt, now.into())
+                .filter(user::Column::Id.eq(id))
+                .exec(&self.db)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Users in creation order, for the CLI.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn list_users(&self, limit: u64) -> Result<Vec<UserRecord>, StoreError> {
@@ -256,6 +301,40 @@ impl Store {
             .await?;
         Ok(ids.into_iter().collect())
     }
+}
+
+/// Raises the account's credential version, ending every session opened
+/// with the old one; the session `keep` moves to the new version.
+pub(super) async fn raise_credential_version<C: ConnectionTrait>(
+    connection: &C,
+    id: Uuid,
+    keep: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    user::Entity::update_many()
+        .col_expr(user::Column::CredentialVersion, raised_version())
+        .col_expr(user::Column::UpdatedAt, now.into())
+        .filter(user::Column::Id.eq(id))
+        .exec(connection)
+        .await?;
+    if let Some(session_id) = keep {
+        let version: Option<i64> = user::Entity::find_by_id(id)
+            .select_only()
+            .column(user::Column::CredentialVersion)
+            .into_tuple()
+            .one(connection)
+            .await?;
+        session::Entity::update_many()
+            .col_expr(
+                session::Column::CredentialVersion,
+                version.unwrap_or(0).into(),
+            )
+            .filter(session::Column::Id.eq(session_id))
+            .filter(session::Column::UserId.eq(id))
+            .exec(connection)
+            .await?;
+    }
+    Ok(())
 }
 
 /// `credential_version + 1`.

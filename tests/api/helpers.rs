@@ -416,6 +416,38 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The values a query returns, one row per line, columns separated by
+    /// spaces; for inspecting rows whatever the backend's column types.
+    pub async fn stored_text(&self, sql: &str) -> String {
+        let connection = self.store.connection();
+        let statement = sea_orm::Statement::from_string(connection.get_database_backend(), sql);
+        let rows = connection
+            .query_all_raw(statement)
+            .await
+            .expect("query runs");
+        rows.iter()
+            .map(|row| {
+                (0..row.column_names().len())
+                    .map(|index| {
+                        if let Ok(text) = row.try_get_by_index::<Option<String>>(index) {
+                            text.unwrap_or_default()
+                        } else if let Ok(number) = row.try_get_by_index::<Option<i64>>(index) {
+                            number.map(|n| n.to_string()).unwrap_or_default()
+                        } else if let Ok(number) = row.try_get_by_index::<Option<i32>>(index) {
+                            number.map(|n| n.to_string()).unwrap_or_default()
+                        } else if let Ok(id) = row.try_get_by_index::<Option<uuid::Uuid>>(index) {
+                            id.map(|id| id.to_string()).unwrap_or_default()
+                        } else {
+                            "?".to_owned()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Runs SQL on the test's database, for arranging states no route creates.
     pub async fn execute(&self, sql: &str) {
         self.store

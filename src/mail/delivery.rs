@@ -1,0 +1,191 @@
+//! The delivery worker: on every instance, claims due messages from the
+//! outbox, sends them, and settles each: sent (its payload erased), deferred
+//! with exponential backoff and jitter after a transient failure, or failed
+//! after a permanent one or 24 hours of trying. A claim is a lease: an
+//! instance that dies holding one only delays its messages until the lease
+//! lapses; one that stops cleanly hands them back at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::Message;
+use lettre::message::{Mailbox, MultiPart};
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use super::{Letter, SendError, Transport};
+use crate::clock::Clock;
+use crate::store::{OutboxRecord, Store};
+
+/// Longest a stopping server waits for the message being sent.
+pub const STOP_WITHIN: Duration = Duration::from_secs(25);
+/// Messages claimed at once.
+const BATCH: u64 = 10;
+/// How long a claim holds: longer than a batch can take to send.
+const LEASE: Duration = Duration::from_secs(BATCH * super::transport::SMTP_TIMEOUT.as_secs() * 2);
+/// Retries stop this long after a message was queued.
+const GIVE_UP_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// First retry after about a second, then doubling, to at most ten minutes.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LONGEST_RETRY: Duration = Duration::from_secs(600);
+
+pub struct Delivery {
+    store: Store,
+    transport: Transport,
+    from: Mailbox,
+    clock: Arc<dyn Clock>,
+    poll_every: Duration,
+    wake: Arc<Notify>,
+}
+
+impl Delivery {
+    pub fn new(
+        store: Store,
+        transport: Transport,
+        from: Mailbox,
+        clock: Arc<dyn Clock>,
+        poll_every: Duration,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            transport,
+            from,
+            clock,
+            poll_every,
+            wake,
+        }
+    }
+
+    /// Sends what is due until `stop` turns true; then hands back what it
+    /// holds and returns.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let owner = Uuid::now_v7();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            if let Err(error) = self.deliver_due(owner, &stop).await {
+                let error = crate::telemetry::error_chain(&error);
+                tracing::warn!(%error, "could not read the outbox; retrying");
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.poll_every) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        if let Err(error) = self.store.release_mail(owner).await {
+            let error = crate::telemetry::error_chain(&error);
+            tracing::warn!(%error, "could not hand back claimed messages; they wait for their lease to lapse");
+        }
+    }
+
+    /// Claims and sends batches until none is due.
+    async fn deliver_due(
+        &self,
+        owner: Uuid,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), crate::store::StoreError> {
+        loop {
+            let now = self.clock.now();
+            let lease_until = now + chrono::TimeDelta::from_std(LEASE).unwrap_or_default();
+            let batch = self
+                .store
+                .claim_mail(owner, now, lease_until, BATCH)
+                .await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for message in batch {
+                if *stop.borrow() {
+                    return Ok(());
+                }
+                self.deliver(owner, message).await?;
+            }
+        }
+    }
+
+    #[tracing::instrument(level = "info", skip_all, fields(message_id = %message.id, kind = %message.kind))]
+    async fn deliver(
+        &self,
+        owner: Uuid,
+        message: OutboxRecord,
+    ) -> Result<(), crate::store::StoreError> {
+        let outcome = match self.build(&message) {
+            Ok(built) => self.transport.send(&built).await,
+            Err(error) => Err(error),
+        };
+        let now = self.clock.now();
+        match outcome {
+            Ok(()) => {
+                tracing::info!(attempts = message.attempts + 1, "message sent");
+                self.store.mail_sent(message.id, owner, now).await
+            }
+            Err(SendError::Transient(error)) if now - message.created_at < GIVE_UP_AFTER => {
+                let due_at = now + retry_delay(message.attempts);
+                tracing::warn!(%error, attempts = message.attempts + 1, %due_at, "message deferred");
+                self.store
+                    .mail_deferred(message.id, owner, due_at, &error)
+                    .await
+            }
+            Err(error) => {
+                tracing::error!(%error, attempts = message.attempts + 1, "message failed for good; `latchkey outbox retry` queues it again");
+                self.store
+                    .mail_failed(message.id, owner, now, &error.to_string())
+                    .await
+            }
+        }
+    }
+
+    fn build(&self, message: &OutboxRecord) -> Result<Message, SendError> {
+        let letter: Letter = serde_json::from_str(&message.payload)
+            .map_err(|error| SendError::Permanent(format!("unreadable payload: {error}")))?;
+        let to: Mailbox = message
+            .recipient
+            .parse()
+            .map_err(|error| SendError::Permanent(format!("recipient: {error}")))?;
+        let domain = self.from.email.domain().to_owned();
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(letter.subject)
+            // The same id on every attempt, so receivers can drop a repeat.
+            .message_id(Some(format!("<{}@{domain}>", message.id)))
+            .multipart(MultiPart::alternative_plain_html(letter.text, letter.html))
+            .map_err(|error| SendError::Permanent(format!("message: {error}")))
+    }
+}
+
+/// The wait before retry `attempts + 1`: doubling from [`FIRST_RETRY`] to
+/// [`LONGEST_RETRY`], then a random half to whole of it, so instances that
+/// failed together do not retry together.
+fn retry_delay(attempts: i32) -> chrono::TimeDelta {
+    let doubled = FIRST_RETRY
+        .saturating_mul(1u32 << attempts.clamp(0, 20))
+        .min(LONGEST_RETRY);
+    let mut random = [0u8; 4];
+    let fraction = match aws_lc_rs::rand::fill(&mut random) {
+        Ok(()) => f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX),
+        Err(_) => 1.0,
+    };
+    let delay = doubled.mul_f64(0.5 + fraction / 2.0);
+    chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::seconds(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_delay;
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter_to_a_cap() {
+        for attempts in 0..30 {
+            let ceiling = (1i64 << attempts.min(20)).min(600) * 1000;
+            let delay = retry_delay(attempts).num_milliseconds();
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{attempts}: {delay}"
+            );
+        }
+    }
+}

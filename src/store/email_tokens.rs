@@ -1,0 +1,279 @@
+//! Tokens sent by email, and the changes that spend them. Each spend marks
+//! its token used only if nobody did first (`used_at IS NULL`), in the same
+//! transaction as the change it makes, so a token works once and a change
+//! is never half-made.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::entities::{SecretColumn, email_token, user};
+use super::error::{classify_write, with_retry};
+use super::outbox::{Outgoing, write_outgoing};
+use super::users::raise_credential_version;
+use super::{Store, StoreError};
+
+/// A live token as stored (its hash, never the token).
+#[derive(Debug, Clone)]
+pub struct EmailTokenRecord {
+    pub token_hash: String,
+    pub user_id: Uuid,
+    pub purpose: String,
+    pub email_normalized: String,
+    pub new_email: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub code_hash: Option<String>,
+    pub attempts: i32,
+    pub credential_version: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<email_token::Model> for EmailTokenRecord {
+    fn from(row: email_token::Model) -> Self {
+        Self {
+            token_hash: row.token_hash,
+            user_id: row.user_id,
+            purpose: row.purpose,
+            email_normalized: row.email_normalized,
+            new_email: row.new_email,
+            session_id: row.session_id,
+            code_hash: row.code_hash,
+            attempts: row.attempts,
+            credential_version: row.credential_version,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+/// A new address for an account, confirmed by its token.
+pub struct EmailSwitch<'a> {
+    pub email: &'a str,
+    pub email_normalized: &'a str,
+    /// The session that asked; the others end.
+    pub keep: Option<Uuid>,
+}
+
+impl Store {
+    /// The unused, unexpired token with this hash and purpose.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn find_email_token(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EmailTokenRecord>, StoreError> {
+        let row = email_token::Entity::find_by_id(token_hash.to_owned())
+            .filter(email_token::Column::Purpose.eq(purpose))
+            .filter(email_token::Column::UsedAt.is_null())
+            .filter(email_token::Column::ExpiresAt.gt(now))
+            .one(&self.db)
+            .await?;
+        Ok(row.map(EmailTokenRecord::from))
+    }
+
+    /// The newest live token of this purpose sent to this address.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn find_token_for_address(
+        &self,
+        email_normalized: &str,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EmailTokenRecord>, StoreError> {
+        let row = email_token::Entity::find()
+            .filter(email_token::Column::EmailNormalized.eq(email_normalized))
+            .filter(email_token::Column::Purpose.eq(purpose))
+            .filter(email_token::Column::UsedAt.is_null())
+            .filter(email_token::Column::ExpiresAt.gt(now))
+            .order_by_desc(email_token::Column::CreatedAt)
+            .one(&self.db)
+            .await?;
+        Ok(row.map(EmailTokenRecord::from))
+    }
+
+    /// Counts one try of a code against its token; `false` when the token
+    /// has no tries left or is spent. After `max_tries` tries it is dead,
+    /// whatever the codes were.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn count_code_try(
+        &self,
+        token_hash: &str,
+        max_tries: i32,
+    ) -> Result<bool, StoreError> {
+        use sea_orm::sea_query::{Expr, ExprTrait};
+        with_retry(|| async {
+            let counted = email_token::Entity::update_many()
+                .col_expr(
+                    email_token::Column::Attempts,
+                    Expr::col(email_token::Column::Attempts).add(1),
+                )
+                .filter(email_token::Column::TokenHash.eq(token_hash))
+                .filter(email_token::Column::UsedAt.is_null())
+                .filter(email_token::Column::Attempts.lt(max_tries))
+                .exec(&self.db)
+                .await?;
+            Ok(counted.rows_affected == 1)
+        })
+        .await
+    }
+
+    /// Spends a token with no change attached (a sign-in); `false` if it was
+    /// already spent. Marks the address verified, since the message reached it.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn spend_sign_in_token(
+        &self,
+        token_hash: &str,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        with_retry(|| async {
+            let transaction = self.db.begin().await?;
+            if !spend(&transaction, token_hash, now).await? {
+                return Ok(false);
+            }
+            mark_verified(&transaction, user_id, now).await?;
+            transaction.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Spends a verification token and marks the address verified, if the
+    /// account still has the address the token was sent to.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn verify_email(
+        &self,
+        token: &EmailTokenRecord,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        with_retry(|| async {
+            let transaction = self.db.begin().await?;
+            if !spend(&transaction, &token.token_hash, now).await? {
+                return Ok(false);
+            }
+            let still_the_address = user::Entity::find_by_id(token.user_id)
+                .filter(user::Column::EmailNormalized.eq(&token.email_normalized))
+                .one(&transaction)
+                .await?
+                .is_some();
+            if !still_the_address {
+                return Ok(false);
+            }
+            mark_verified(&transaction, token.user_id, now).await?;
+            transaction.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Spends a reset token and sets the new password hash, if the account's
+    /// credential has not changed since the token was made. Raises the
+    /// credential version (so every other reset token and every session
+    /// dies), marks the address verified and queues `outgoing`.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn reset_password(
+        &self,
+        token: &EmailTokenRecord,
+        password_hash: &str,
+        outgoing: &Outgoing,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        with_retry(|| async {
+            let transaction = self.db.begin().await?;
+            if !spend(&transaction, &token.token_hash, now).await? {
+                return Ok(false);
+            }
+            let updated = user::Entity::update_many()
+                .col_expr(
+                    user::Column::PasswordHash,
+                    SecretColumn(password_hash.to_owned()).into(),
+                )
+                .col_expr(user::Column::UpdatedAt, now.into())
+                .filter(user::Column::Id.eq(token.user_id))
+                .filter(user::Column::CredentialVersion.eq(token.credential_version))
+                .exec(&transaction)
+                .await?;
+            if updated.rows_affected != 1 {
+                return Ok(false);
+            }
+            raise_credential_version(&transaction, token.user_id, None, now).await?;
+            mark_verified(&transaction, token.user_id, now).await?;
+            write_outgoing(&transaction, outgoing, now).await?;
+            transaction.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Spends an email-change token and switches the address, if the account
+    /// still has the address the change was asked from. A taken address
+    /// comes back as [`StoreError::Conflict`], with nothing changed.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn switch_email(
+        &self,
+        token: &EmailTokenRecord,
+        switch: &EmailSwitch<'_>,
+        outgoing: &Outgoing,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        with_retry(|| async {
+            let transaction = self.db.begin().await?;
+            if !spend(&transaction, &token.token_hash, now).await? {
+                return Ok(false);
+            }
+            let updated = user::Entity::update_many()
+                .col_expr(user::Column::Email, switch.email.into())
+                .col_expr(
+                    user::Column::EmailNormalized,
+                    switch.email_normalized.into(),
+                )
+                .col_expr(user::Column::EmailVerifiedAt, Some(now).into())
+                .col_expr(user::Column::UpdatedAt, now.into())
+                .filter(user::Column::Id.eq(token.user_id))
+                .filter(user::Column::EmailNormalized.eq(&token.email_normalized))
+                .exec(&transaction)
+                .await
+                .map_err(classify_write)?;
+            if updated.rows_affected != 1 {
+                return Ok(false);
+            }
+            raise_credential_version(&transaction, token.user_id, switch.keep, now).await?;
+            write_outgoing(&transaction, outgoing, now).await?;
+            transaction.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
+/// Marks a token used unless it already was; `true` if this call spent it.
+async fn spend(
+    transaction: &DatabaseTransaction,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let result = email_token::Entity::update_many()
+        .col_expr(email_token::Column::UsedAt, now.into())
+        .filter(email_token::Column::TokenHash.eq(token_hash))
+        .filter(email_token::Column::UsedAt.is_null())
+        .exec(transaction)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Sets `email_verified_at` if unset.
+async fn mark_verified<C: ConnectionTrait>(
+    connection: &C,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    user::Entity::update_many()
+        .col_expr(user::Column::EmailVerifiedAt, Some(now).into())
+        .filter(user::Column::Id.eq(user_id))
+        .filter(user::Column::EmailVerifiedAt.is_null())
+        .exec(connection)
+        .await?;
+    Ok(())
+}
