@@ -59,6 +59,8 @@ fn accepted(detail: &'static str) -> Response {
 #[utoipa::path(post, path = "/email/verify", tag = "email",
     request_body = TokenBody,
     responses(
+        (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
+        (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 204, description = "Verified"),
         (status = 400, description = "Invalid or expired token", body = ErrorDetail),
         (status = 422, description = "No token", body = ValidationErrors),
@@ -97,6 +99,8 @@ async fn resend_verification(
 #[utoipa::path(post, path = "/password/forgot", tag = "email",
     request_body = EmailBody,
     responses(
+        (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
+        (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 202, description = "If an account has the address, a message is on its way", body = Accepted),
         (status = 422, description = "Not an email address", body = ValidationErrors),
         (status = 429, description = "Too many messages for this client or address; see Retry-After", body = ErrorDetail),
@@ -126,6 +130,8 @@ pub struct PasswordReset {
 #[utoipa::path(post, path = "/password/reset", tag = "email",
     request_body = PasswordReset,
     responses(
+        (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
+        (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 204, description = "Password set"),
         (status = 400, description = "Invalid or expired token", body = ErrorDetail),
         (status = 422, description = "The new password breaks a rule", body = ValidationErrors),
@@ -159,6 +165,8 @@ pub struct EmailChange {
     security(("bearer" = [])),
     request_body = EmailChange,
     responses(
+        (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
+        (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 202, description = "Confirmation sent to the new address", body = Accepted),
         (status = 400, description = "Current password is incorrect / Email already registered / The new email is the current one", body = ErrorDetail),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
@@ -184,6 +192,8 @@ async fn request_email_change(
 #[utoipa::path(post, path = "/email/change/confirm", tag = "email",
     request_body = TokenBody,
     responses(
+        (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
+        (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 204, description = "The address is changed"),
         (status = 400, description = "Invalid or expired token / Email already registered", body = ErrorDetail),
         (status = 422, description = "No token", body = ValidationErrors),
@@ -207,6 +217,8 @@ async fn confirm_email_change(
 #[utoipa::path(post, path = "/login/email", tag = "email",
     request_body = EmailBody,
     responses(
+        (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
+        (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 202, description = "If an account has the address, a code is on its way", body = Accepted),
         (status = 404, description = "Email sign-in is not enabled", body = ErrorDetail),
         (status = 422, description = "Not an email address", body = ValidationErrors),
@@ -243,6 +255,8 @@ pub struct EmailSignIn {
 #[utoipa::path(post, path = "/login/email/verify", tag = "email",
     request_body = EmailSignIn,
     responses(
+        (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
+        (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 400, description = "Invalid or expired code / Invalid or expired token", body = ErrorDetail),
         (status = 404, description = "Email sign-in is not enabled", body = ErrorDetail),

@@ -86,6 +86,8 @@ fn present<'de, D: serde::Deserializer<'de>>(
     security(("bearer" = [])),
     request_body = MeUpdate,
     responses(
+        (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
+        (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 200, description = "The updated account", body = MeView),
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
         (status = 422, description = "Not a language tag", body = ValidationErrors),
