@@ -3,7 +3,12 @@
 //! with exponential backoff and jitter after a transient failure, or failed
 //! after a permanent one or 24 hours of trying. A claim is a lease: an
 //! instance that dies holding one only delays its messages until the lease
-//! lapses; one that stops cleanly hands them back at once.
+//! lapses; one that stops cleanly hands them back at once. Before each send
+//! the claimer renews its lease on that message, and sends only if the lease
+//! was still its own, so a message whose lease lapsed during a slow batch is
+//! sent by whoever holds it, never by two. Each SMTP exchange is cut off at
+//! [`SMTP_TIMEOUT`], well inside the lease; instance clocks are assumed to
+//! agree within the margin between the two (a minute).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +18,7 @@ use lettre::message::{Mailbox, MultiPart};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
+use super::transport::SMTP_TIMEOUT;
 use super::{Letter, SendError, Transport};
 use crate::clock::Clock;
 use crate::store::{OutboxRecord, Store};
@@ -21,8 +27,13 @@ use crate::store::{OutboxRecord, Store};
 pub const STOP_WITHIN: Duration = Duration::from_secs(25);
 /// Messages claimed at once.
 const BATCH: u64 = 10;
-/// How long a claim holds: longer than a batch can take to send.
-const LEASE: Duration = Duration::from_secs(BATCH * super::transport::SMTP_TIMEOUT.as_secs() * 2);
+/// How long a claim (or its renewal before a send) holds: the longest SMTP
+/// exchange and a minute's margin for clocks and the database.
+const LEASE: Duration = Duration::from_secs(SMTP_TIMEOUT.as_secs() + 60);
+/// Sent messages are deleted after a week; expired tokens after a day.
+const KEEP_SENT: chrono::TimeDelta = chrono::TimeDelta::days(7);
+/// How often an instance purges old rows.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Retries stop this long after a message was queued.
 const GIVE_UP_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 /// First retry after about a second, then doubling, to at most ten minutes.
@@ -61,9 +72,14 @@ impl Delivery {
     /// holds and returns.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let owner = Uuid::now_v7();
+        let mut last_purge: Option<std::time::Instant> = None;
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                last_purge = Some(std::time::Instant::now());
+                self.purge().await;
             }
             if let Err(error) = self.deliver_due(owner, &stop).await {
                 let error = crate::telemetry::error_chain(&error);
@@ -78,6 +94,28 @@ impl Delivery {
         if let Err(error) = self.store.release_mail(owner).await {
             let error = crate::telemetry::error_chain(&error);
             tracing::warn!(%error, "could not hand back claimed messages; they wait for their lease to lapse");
+        }
+    }
+
+    /// Deletes sent messages and expired tokens past their keeping time.
+    async fn purge(&self) {
+        let now = self.clock.now();
+        let purged = async {
+            let mail = self.store.purge_sent_mail(now - KEEP_SENT).await?;
+            let tokens = self.store.purge_email_tokens(now).await?;
+            Ok::<_, crate::store::StoreError>((mail, tokens))
+        };
+        match purged.await {
+            Ok((0, 0)) => {}
+            Ok((mail, tokens)) => tracing::info!(
+                mail,
+                tokens,
+                "purged sent messages and expired email tokens"
+            ),
+            Err(error) => {
+                let error = crate::telemetry::error_chain(&error);
+                tracing::warn!(%error, "could not purge old messages and tokens");
+            }
         }
     }
 
@@ -112,30 +150,51 @@ impl Delivery {
         owner: Uuid,
         message: OutboxRecord,
     ) -> Result<(), crate::store::StoreError> {
+        let lease_until = self.clock.now() + chrono::TimeDelta::from_std(LEASE).unwrap_or_default();
+        if !self
+            .store
+            .renew_lease(message.id, owner, lease_until)
+            .await?
+        {
+            tracing::info!("another instance took this message over; not sending it");
+            return Ok(());
+        }
         let outcome = match self.build(&message) {
-            Ok(built) => self.transport.send(&built).await,
+            Ok(built) => tokio::time::timeout(SMTP_TIMEOUT, self.transport.send(&built))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SendError::Transient(
+                        "the SMTP server did not answer in time".to_owned(),
+                    ))
+                }),
             Err(error) => Err(error),
         };
         let now = self.clock.now();
-        match outcome {
+        let settled = match outcome {
             Ok(()) => {
                 tracing::info!(attempts = message.attempts + 1, "message sent");
-                self.store.mail_sent(message.id, owner, now).await
+                self.store.mail_sent(message.id, owner, now).await?
             }
             Err(SendError::Transient(error)) if now - message.created_at < GIVE_UP_AFTER => {
                 let due_at = now + retry_delay(message.attempts);
                 tracing::warn!(%error, attempts = message.attempts + 1, %due_at, "message deferred");
                 self.store
                     .mail_deferred(message.id, owner, due_at, &error)
-                    .await
+                    .await?
             }
             Err(error) => {
                 tracing::error!(%error, attempts = message.attempts + 1, "message failed for good; `latchkey outbox retry` queues it again");
                 self.store
                     .mail_failed(message.id, owner, now, &error.to_string())
-                    .await
+                    .await?
             }
+        };
+        if !settled {
+            tracing::warn!(
+                "the lease on this message lapsed while it was being sent; it may be sent again"
+            );
         }
+        Ok(())
     }
 
     fn build(&self, message: &OutboxRecord) -> Result<Message, SendError> {

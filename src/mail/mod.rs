@@ -79,7 +79,7 @@ impl Page {
 }
 
 /// What a message says; each template uses the facts its kind has.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Clone, Default, Serialize)]
 pub struct Facts {
     pub username: String,
     pub email: String,
@@ -88,6 +88,16 @@ pub struct Facts {
     pub new_email: Option<String>,
     pub minutes: Option<i64>,
     pub hours: Option<i64>,
+}
+
+impl std::fmt::Debug for Facts {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The link and the code are credentials: never shown.
+        formatter
+            .debug_struct("Facts")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A rendered message, as the outbox keeps it until it is sent.

@@ -7,7 +7,9 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-/// Longest an SMTP exchange may take before it counts as a transient failure.
+/// Longest an SMTP exchange may take before it counts as a transient
+/// failure; lettre's own timeout covers each connection attempt, the
+/// delivery worker's covers the whole exchange.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub enum Transport {
@@ -56,10 +58,14 @@ impl Transport {
         }
         let parameters =
             || TlsParameters::new(host.clone()).map_err(|error| format!("TLS: {error}"));
+        // With credentials, STARTTLS is required unless `tls=none` says
+        // otherwise: an attacker who strips the offer must not get the password.
+        let has_credentials = !url.username().is_empty();
         let tls = match (implicit_tls, tls_mode.as_deref()) {
             (true, _) => Tls::Wrapper(parameters()?),
             (false, Some("none")) => Tls::None,
             (false, Some("required")) => Tls::Required(parameters()?),
+            (false, _) if has_credentials => Tls::Required(parameters()?),
             (false, _) => Tls::Opportunistic(parameters()?),
         };
         let port = url.port().unwrap_or(if implicit_tls { 465 } else { 587 });

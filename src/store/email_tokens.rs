@@ -10,14 +10,15 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{SecretColumn, email_token, user};
+use super::entities::{SecretColumn, email_token, session, user};
 use super::error::{classify_write, with_retry};
 use super::outbox::{Outgoing, write_outgoing};
+use super::sessions::revoke_where;
 use super::users::raise_credential_version;
 use super::{Store, StoreError};
 
 /// A live token as stored (its hash, never the token).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EmailTokenRecord {
     pub token_hash: String,
     pub user_id: Uuid,
@@ -29,6 +30,18 @@ pub struct EmailTokenRecord {
     pub attempts: i32,
     pub credential_version: i64,
     pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for EmailTokenRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hashes let a reader test guesses (a code has six digits): never shown.
+        formatter
+            .debug_struct("EmailTokenRecord")
+            .field("user_id", &self.user_id)
+            .field("purpose", &self.purpose)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<email_token::Model> for EmailTokenRecord {
@@ -95,7 +108,8 @@ impl Store {
 
     /// Counts one try of a code against its token; `false` when the token
     /// has no tries left or is spent. After `max_tries` tries it is dead,
-    /// whatever the codes were.
+    /// whatever the codes were, link included. An unknown hash runs the same
+    /// statement and counts nothing.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn count_code_try(
         &self,
@@ -119,25 +133,37 @@ impl Store {
         .await
     }
 
-    /// Spends a token with no change attached (a sign-in); `false` if it was
-    /// already spent. Marks the address verified, since the message reached it.
+    /// Spends a sign-in token; `false` if it was already spent, or the
+    /// account's credential or address changed since it was sent. Marks the
+    /// address verified, since the message reached it.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn spend_sign_in_token(
         &self,
-        token_hash: &str,
-        user_id: Uuid,
+        token: &EmailTokenRecord,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         with_retry(|| async {
             let transaction = self.db.begin().await?;
-            if !spend(&transaction, token_hash, now).await? {
+            if !spend(&transaction, &token.token_hash, now).await?
+                || !unchanged_since(&transaction, token).await?
+            {
                 return Ok(false);
             }
-            mark_verified(&transaction, user_id, now).await?;
+            mark_verified(&transaction, token.user_id, now).await?;
             transaction.commit().await?;
             Ok(true)
         })
         .await
+    }
+
+    /// Purges tokens that expired a day ago or more.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn purge_email_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let result = email_token::Entity::delete_many()
+            .filter(email_token::Column::ExpiresAt.lt(now - chrono::TimeDelta::days(1)))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
     }
 
     /// Spends a verification token and marks the address verified, if the
@@ -170,8 +196,9 @@ impl Store {
 
     /// Spends a reset token and sets the new password hash, if the account's
     /// credential has not changed since the token was made. Raises the
-    /// credential version (so every other reset token and every session
-    /// dies), marks the address verified and queues `outgoing`.
+    /// credential version (so every other emailed token and every session
+    /// dies), ends every session, marks the address verified and queues
+    /// `outgoing`: all or nothing.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn reset_password(
         &self,
@@ -199,6 +226,13 @@ impl Store {
                 return Ok(false);
             }
             raise_credential_version(&transaction, token.user_id, None, now).await?;
+            revoke_where(
+                &transaction,
+                session::Column::UserId.eq(token.user_id),
+                "password_reset",
+                now,
+            )
+            .await?;
             mark_verified(&transaction, token.user_id, now).await?;
             write_outgoing(&transaction, outgoing, now).await?;
             transaction.commit().await?;
@@ -208,8 +242,9 @@ impl Store {
     }
 
     /// Spends an email-change token and switches the address, if the account
-    /// still has the address the change was asked from. A taken address
-    /// comes back as [`StoreError::Conflict`], with nothing changed.
+    /// still has the address and the credential the change was asked with
+    /// (a password reset since kills it). Ends the other sessions. A taken
+    /// address comes back as [`StoreError::Conflict`], with nothing changed.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn switch_email(
         &self,
@@ -233,6 +268,7 @@ impl Store {
                 .col_expr(user::Column::UpdatedAt, now.into())
                 .filter(user::Column::Id.eq(token.user_id))
                 .filter(user::Column::EmailNormalized.eq(&token.email_normalized))
+                .filter(user::Column::CredentialVersion.eq(token.credential_version))
                 .exec(&transaction)
                 .await
                 .map_err(classify_write)?;
@@ -240,6 +276,12 @@ impl Store {
                 return Ok(false);
             }
             raise_credential_version(&transaction, token.user_id, switch.keep, now).await?;
+            let mut others =
+                sea_orm::Condition::all().add(session::Column::UserId.eq(token.user_id));
+            if let Some(keep) = switch.keep {
+                others = others.add(session::Column::Id.ne(keep));
+            }
+            revoke_where(&transaction, others, "email_changed", now).await?;
             write_outgoing(&transaction, outgoing, now).await?;
             transaction.commit().await?;
             Ok(true)
@@ -261,6 +303,19 @@ async fn spend(
         .exec(transaction)
         .await?;
     Ok(result.rows_affected == 1)
+}
+
+/// Whether the account still has the credential and address the token was made for.
+async fn unchanged_since(
+    transaction: &DatabaseTransaction,
+    token: &EmailTokenRecord,
+) -> Result<bool, StoreError> {
+    Ok(user::Entity::find_by_id(token.user_id)
+        .filter(user::Column::CredentialVersion.eq(token.credential_version))
+        .filter(user::Column::EmailNormalized.eq(&token.email_normalized))
+        .one(transaction)
+        .await?
+        .is_some())
 }
 
 /// Sets `email_verified_at` if unset.

@@ -257,16 +257,49 @@ impl Store {
         Ok(rows.into_iter().map(OutboxRecord::from).collect())
     }
 
+    /// Extends this claim's lease on one message just before sending it;
+    /// `false` if the claim was lost (its lease lapsed and another instance
+    /// took the message), in which case it must not be sent.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn renew_lease(
+        &self,
+        id: Uuid,
+        owner: Uuid,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        with_retry(|| async {
+            let result = outbox::Entity::update_many()
+                .col_expr(outbox::Column::LeaseUntil, lease_until.into())
+                .filter(held_by(id, owner))
+                .filter(outbox::Column::FailedAt.is_null())
+                .exec(&self.db)
+                .await?;
+            Ok(result.rows_affected == 1)
+        })
+        .await
+    }
+
+    /// Deletes messages sent before `before`.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn purge_sent_mail(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let result = outbox::Entity::delete_many()
+            .filter(outbox::Column::SentAt.lt(before))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
+    }
+
     /// The message went out: done, and its payload (links, codes) erased.
+    /// This and the other settling calls answer `false` if the claim was lost.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn mail_sent(
         &self,
         id: Uuid,
         owner: Uuid,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            outbox::Entity::update_many()
+            let result = outbox::Entity::update_many()
                 .col_expr(outbox::Column::SentAt, now.into())
                 .col_expr(outbox::Column::Payload, String::new().into())
                 .col_expr(outbox::Column::Attempts, attempts_plus_one())
@@ -279,7 +312,7 @@ impl Store {
                 .filter(held_by(id, owner))
                 .exec(&self.db)
                 .await?;
-            Ok(())
+            Ok(result.rows_affected == 1)
         })
         .await
     }
@@ -292,9 +325,9 @@ impl Store {
         owner: Uuid,
         due_at: DateTime<Utc>,
         error: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            outbox::Entity::update_many()
+            let result = outbox::Entity::update_many()
                 .col_expr(outbox::Column::DueAt, due_at.into())
                 .col_expr(outbox::Column::Attempts, attempts_plus_one())
                 .col_expr(
@@ -306,7 +339,7 @@ impl Store {
                 .filter(held_by(id, owner))
                 .exec(&self.db)
                 .await?;
-            Ok(())
+            Ok(result.rows_affected == 1)
         })
         .await
     }
@@ -319,9 +352,9 @@ impl Store {
         owner: Uuid,
         now: DateTime<Utc>,
         error: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            outbox::Entity::update_many()
+            let result = outbox::Entity::update_many()
                 .col_expr(outbox::Column::FailedAt, now.into())
                 .col_expr(outbox::Column::Attempts, attempts_plus_one())
                 .col_expr(
@@ -333,7 +366,7 @@ impl Store {
                 .filter(held_by(id, owner))
                 .exec(&self.db)
                 .await?;
-            Ok(())
+            Ok(result.rows_affected == 1)
         })
         .await
     }
@@ -368,7 +401,8 @@ impl Store {
     }
 
     /// Queues an unsent message again, due now, with a fresh retry budget;
-    /// `false` when no such message is waiting or failed.
+    /// `false` when no such message is failed or waiting. One an instance
+    /// is sending right now (its lease holds) is left to it.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn retry_mail(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let result = outbox::Entity::update_many()
@@ -378,12 +412,20 @@ impl Store {
             )
             .col_expr(outbox::Column::DueAt, now.into())
             .col_expr(outbox::Column::CreatedAt, now.into())
+            .col_expr(outbox::Column::Attempts, 0.into())
             .col_expr(
                 outbox::Column::LeaseUntil,
                 Option::<DateTime<Utc>>::None.into(),
             )
+            .col_expr(outbox::Column::LeaseOwner, Option::<Uuid>::None.into())
             .filter(outbox::Column::Id.eq(id))
             .filter(outbox::Column::SentAt.is_null())
+            .filter(
+                Condition::any()
+                    .add(outbox::Column::FailedAt.is_not_null())
+                    .add(outbox::Column::LeaseUntil.is_null())
+                    .add(outbox::Column::LeaseUntil.lte(now)),
+            )
             .exec(&self.db)
             .await?;
         Ok(result.rows_affected == 1)

@@ -339,7 +339,7 @@ async fn insert_refresh_token(
 }
 
 /// Marks matching live sessions revoked; returns whether any was.
-async fn revoke_where(
+pub(super) async fn revoke_where(
     connection: &impl ConnectionTrait,
     condition: impl sea_orm::sea_query::IntoCondition,
     reason: &str,

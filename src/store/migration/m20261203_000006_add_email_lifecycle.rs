@@ -85,7 +85,7 @@ impl MigrationTrait for Migration {
             .col(string_len(EmailTokens::TokenHash, 64).primary_key())
             .col(uuid(EmailTokens::UserId))
             .col(string_len(EmailTokens::Purpose, 32))
-            .col(string_len(EmailTokens::EmailNormalized, 320))
+            .col(string_len(EmailTokens::EmailNormalized, 512))
             .col(string_len_null(EmailTokens::NewEmail, 320))
             .col(uuid_null(EmailTokens::SessionId))
             .col(string_len_null(EmailTokens::CodeHash, 64))
