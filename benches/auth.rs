@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use latchkey::auth::{ClientContext, Keyring, PasswordHasher, TokenService};
+use latchkey::auth::{AuthMethods, ClientContext, Keyring, PasswordHasher, TokenService};
 use latchkey::clock::SystemClock;
 use latchkey::config::{DatabaseUrl, Settings};
 use latchkey::domain::{Password, PasswordPolicy};
@@ -78,10 +78,10 @@ fn tokens(criterion: &mut Criterion) {
     );
     let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
     criterion.bench_function("EdDSA access token: sign", |bench| {
-        bench.iter(|| service.issue(user, "alice", session, false).expect("issue"))
+        bench.iter(|| service.issue(user, "alice", session, false, &AuthMethods::password()).expect("issue"))
     });
     let token = service
-        .issue(user, "alice", session, false)
+        .issue(user, "alice", session, false, &AuthMethods::password())
         .expect("issue")
         .access_token;
     criterion.bench_function("EdDSA access token: verify", |bench| {

@@ -83,6 +83,8 @@ enum UsersCommand {
     Disable { name: String },
     /// Enable a disabled account.
     Enable { name: String },
+    /// Remove every second factor of an account (TOTP, recovery codes), for support.
+    MfaReset { name: String },
     /// List accounts, oldest first.
     List {
         #[arg(long, default_value_t = 100)]
@@ -200,6 +202,12 @@ async fn users(settings: Settings, command: UsersCommand) -> CommandResult {
     match command {
         UsersCommand::Disable { name } => set_disabled(&auth, &name, true).await?,
         UsersCommand::Enable { name } => set_disabled(&auth, &name, false).await?,
+        UsersCommand::MfaReset { name } => {
+            if !auth.reset_factors(&name).await? {
+                return Err(format!("no account named {name}").into());
+            }
+            println!("{name}: every second factor removed; the password alone signs in");
+        }
         UsersCommand::List { limit } => {
             for user in auth.list_users(limit).await? {
                 let state = if user.disabled { "disabled" } else { "enabled" };

@@ -16,7 +16,10 @@ use crate::auth::{
     Auth, AuthError, HashingError, HashingParams, KeyError, Keyring, PasswordHasher, SessionPolicy,
     TokenService, default_hash_concurrency, token_retention,
 };
-use crate::auth::{EmailPolicy, MailSetup};
+use crate::auth::{EmailPolicy, MailSetup, Sealer};
+
+/// The stored name of a generated encryption key.
+const ENCRYPTION_KEY_NAME: &str = "encryption_key";
 use crate::auth::{Throttle, ThrottlePolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Settings, Switch};
@@ -49,7 +52,7 @@ pub enum StartupError {
     #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
     #[error("{0}")]
-    MailSettings(String),
+    Setting(String),
 }
 
 pub struct Application {
@@ -202,12 +205,36 @@ async fn build_parts(
     }
     let throttle = Throttle::new(counters, throttle_policy, Arc::clone(&clock));
     let (mail, delivery) = build_mail(settings, &store, &clock)?;
+    let sealer = build_sealer(settings, &store, clock.as_ref()).await?;
     let auth = Arc::new(
-        Auth::new(store, hasher, tokens, clock, policy, sessions, throttle).with_mail(mail),
+        Auth::new(
+            store, hasher, tokens, clock, policy, sessions, throttle, sealer,
+        )
+        .with_mail(mail),
     );
     // Sessions revoked before a restart stay revoked from the first request on.
     auth.sync_revocations().await?;
     Ok((auth, delivery))
+}
+
+/// The key that seals secrets at rest: configured, or generated once and
+/// kept in the database so every instance shares it.
+async fn build_sealer(
+    settings: &Settings,
+    store: &Store,
+    clock: &dyn Clock,
+) -> Result<Sealer, StartupError> {
+    let text = match &settings.tokens.encryption_key {
+        Some(key) => key.secret().expose_secret().to_owned(),
+        None => {
+            let generated = Sealer::generate()?;
+            store
+                .instance_secret(ENCRYPTION_KEY_NAME, || generated.clone(), clock.now())
+                .await?
+        }
+    };
+    Sealer::parse(&text)
+        .map_err(|error| StartupError::Setting(format!("LATCHKEY_ENCRYPTION_KEY: {error}")))
 }
 
 /// The renderer, the flows' policy and the delivery worker, from the mail settings.
@@ -218,6 +245,7 @@ fn build_mail(
 ) -> Result<(MailSetup, Option<Delivery>), StartupError> {
     let mail = &settings.mail;
     let mut setup = MailSetup {
+        product: mail.product_name.clone(),
         policy: EmailPolicy {
             require_verified: mail.require_verified_email,
             reset_lifetime: Duration::minutes(mail.reset_token_minutes.get() as i64),
@@ -234,7 +262,7 @@ fn build_mail(
         return Ok((setup, None));
     };
     let transport = Transport::from_url(url.secret().expose_secret())
-        .map_err(|reason| StartupError::MailSettings(format!("LATCHKEY_SMTP_URL: {reason}")))?;
+        .map_err(|reason| StartupError::Setting(format!("LATCHKEY_SMTP_URL: {reason}")))?;
     if transport.is_log() {
         tracing::warn!(
             "LATCHKEY_SMTP_URL=log: messages are written to standard error and NEVER SENT; for development only"
@@ -249,7 +277,7 @@ fn build_mail(
         None => default_sender(&public_url),
     };
     let from = from.parse().map_err(|error| {
-        StartupError::MailSettings(format!(
+        StartupError::Setting(format!(
             "LATCHKEY_MAIL_FROM: {from:?} is not a mailbox: {error}"
         ))
     })?;

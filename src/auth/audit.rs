@@ -27,6 +27,9 @@ pub enum AuditEvent {
     EmailChangeRequested,
     EmailChanged,
     SignInCodeRequested,
+    MfaEnabled,
+    MfaDisabled,
+    RecoveryCodesRegenerated,
 }
 
 impl AuditEvent {
@@ -47,6 +50,9 @@ impl AuditEvent {
             Self::EmailChangeRequested => "email_change_requested",
             Self::EmailChanged => "email_changed",
             Self::SignInCodeRequested => "sign_in_code_requested",
+            Self::MfaEnabled => "mfa_enabled",
+            Self::MfaDisabled => "mfa_disabled",
+            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
         }
     }
 }

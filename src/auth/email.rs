@@ -165,6 +165,30 @@ impl Auth {
         Ok(outgoing)
     }
 
+    /// A security notice to the account's address, if email is configured.
+    pub(crate) fn security_notice(
+        &self,
+        user: &UserRecord,
+        context: &ClientContext,
+        what: &str,
+    ) -> Result<Outgoing, AuthError> {
+        let mut outgoing = Outgoing::default();
+        if self.mail.mailer.is_some() {
+            let facts = Facts {
+                change: Some(what.to_owned()),
+                ..Self::facts_for(user)
+            };
+            self.queue(
+                &mut outgoing,
+                MessageKind::SecurityNotice,
+                &user.email,
+                &Self::preference(user, context),
+                &facts,
+            )?;
+        }
+        Ok(outgoing)
+    }
+
     /// Tells the delivery worker there is mail.
     pub(crate) fn mail_queued(&self) {
         self.mail.wake.notify_one();
@@ -602,7 +626,8 @@ impl Auth {
         {
             return Err(AuthError::InvalidEmailToken);
         }
-        let tokens = self.open_session(&user, true, context).await?;
+        let methods = super::AuthMethods::from(&["otp"][..]);
+        let tokens = self.open_session(&user, true, &methods, context).await?;
         self.audit(
             AuditEvent::LoginSuccess,
             Some(user.id),
@@ -672,6 +697,8 @@ impl Auth {
 /// delivery worker's doorbell, the flows' policy and the background budget.
 pub struct MailSetup {
     pub mailer: Option<Arc<crate::mail::Mailer>>,
+    /// The product's name, also the issuer of TOTP entries.
+    pub product: String,
     pub wake: Arc<tokio::sync::Notify>,
     pub policy: EmailPolicy,
     pub background: Arc<tokio::sync::Semaphore>,
@@ -681,10 +708,17 @@ impl Default for MailSetup {
     fn default() -> Self {
         Self {
             mailer: None,
+            product: "latchkey".to_owned(),
             wake: Arc::new(tokio::sync::Notify::new()),
             policy: EmailPolicy::default(),
             background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_LOOKUPS)),
         }
+    }
+}
+
+impl MailSetup {
+    pub fn product_name(&self) -> &str {
+        &self.product
     }
 }
 

@@ -44,6 +44,24 @@ pub enum AuthError {
     EmailSignInDisabled,
     #[error("cannot render a message")]
     Mail(#[from] crate::mail::MailError),
+    /// The password was right; a second factor must follow at `/login/mfa`.
+    #[error("Multi-factor authentication required")]
+    MfaRequired {
+        mfa_token: secrecy::SecretString,
+        methods: Vec<&'static str>,
+    },
+    #[error("Invalid or expired mfa_token")]
+    InvalidMfaToken,
+    #[error("Invalid code")]
+    InvalidMfaCode,
+    #[error("TOTP is already enabled")]
+    TotpAlreadyEnabled,
+    #[error("No TOTP enrolment to confirm: start one with POST /me/mfa/totp")]
+    TotpNotPending,
+    #[error("TOTP is not enabled")]
+    TotpNotEnabled,
+    #[error(transparent)]
+    Seal(#[from] super::sealing::SealError),
     #[error("Session not found")]
     SessionNotFound,
     #[error("client authentication failed")]

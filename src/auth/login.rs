@@ -76,8 +76,18 @@ impl Auth {
                 .await;
             return Err(AuthError::EmailNotVerified);
         }
+        let factors = self.factor_methods(user.id).await?;
+        if !factors.is_empty() {
+            // The password alone opens nothing: the second factor follows at
+            // `/login/mfa`, whatever route this came through. The failure
+            // count stays as it is until that step succeeds, so wrong codes
+            // add up across fresh mfa_tokens.
+            return Err(self.step_up(&user, factors).await?);
+        }
         let verified = user.email_verified_at.is_some();
-        let tokens = self.open_session(&user, verified, context).await?;
+        let tokens = self
+            .open_session(&user, verified, &super::AuthMethods::password(), context)
+            .await?;
         self.throttle
             .login_succeeded(&account_key, context.ip)
             .await;

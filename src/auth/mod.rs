@@ -16,10 +16,12 @@ mod hashing;
 mod import;
 mod keys;
 mod login;
+mod mfa;
 mod oauth;
 mod operations;
 mod register;
 mod revocation;
+mod sealing;
 mod secrets;
 mod sessions;
 mod throttle;
@@ -44,14 +46,17 @@ pub use hashing::{
 pub use import::{ImportReport, SkippedRow, import_origin_users};
 pub use keys::{KeyError, Keyring, PublicJwk};
 pub use login::LoginOutcome;
+pub use mfa::{SecondFactor, TotpEnrolment};
 pub use oauth::{CreatedClient, Introspection};
 pub use operations::{MetricsSnapshot, ProviderMetadata};
 pub use register::Registration;
 pub use revocation::RevokedSessions;
+pub use sealing::{SealError, Sealer};
 pub use sessions::{ClientContext, LogoutScope, TokenPair};
 pub use throttle::{RouteGroup, Throttle, ThrottlePolicy};
 pub use tokens::{
-    AccessClaims, IssuedToken, LEEWAY_SECONDS, TokenError, TokenService, token_retention,
+    AccessClaims, AuthMethods, IssuedToken, LEEWAY_SECONDS, TokenError, TokenService,
+    token_retention,
 };
 pub use views::{AuditEntry, LiveSession, SigningKeySummary, UserSummary};
 
@@ -108,9 +113,13 @@ pub struct Auth {
     verified: bearer::VerifiedTokens,
     throttle: Throttle,
     mail: MailSetup,
+    /// Seals second-factor secrets at rest.
+    sealer: Sealer,
 }
 
 impl Auth {
+    /// Every service the use-cases share; each is built by `startup`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         hasher: PasswordHasher,
@@ -119,6 +128,7 @@ impl Auth {
         policy: PasswordPolicy,
         sessions: SessionPolicy,
         throttle: Throttle,
+        sealer: Sealer,
     ) -> Self {
         Self {
             store,
@@ -131,6 +141,7 @@ impl Auth {
             verified: bearer::VerifiedTokens::default(),
             throttle,
             mail: MailSetup::default(),
+            sealer,
         }
     }
 

@@ -10,7 +10,7 @@ use super::{AccessClaims, Auth, AuthError};
 
 /// What introspection may say about a token.
 pub enum Introspection {
-    Active(AccessClaims),
+    Active(Box<AccessClaims>),
     Inactive,
 }
 
@@ -56,7 +56,7 @@ impl Auth {
     ) -> Result<Introspection, AuthError> {
         self.authenticate_client(client_id, client_secret).await?;
         match self.authenticate(token).await {
-            Ok(_) => Ok(Introspection::Active(self.verify_access_token(token)?)),
+            Ok(_) => Ok(Introspection::Active(Box::new(self.verify_access_token(token)?))),
             Err(AuthError::InvalidToken) => Ok(Introspection::Inactive),
             Err(error) => Err(error),
         }

@@ -55,6 +55,7 @@ impl Auth {
         &self,
         user: &UserRecord,
         email_verified: bool,
+        methods: &super::AuthMethods,
         context: &ClientContext,
     ) -> Result<TokenPair, AuthError> {
         let (user_id, credential_version) = (user.id, user.credential_version);
@@ -75,6 +76,7 @@ impl Auth {
                 client_ip: context.ip,
                 refresh_token_hash: &refresh_hash,
                 credential_version,
+                amr: &methods.stored(),
             })
             .await
             .map_err(|error| match error {
@@ -82,9 +84,9 @@ impl Auth {
                 StoreError::StaleCredential => AuthError::InvalidCredentials,
                 other => AuthError::Store(other),
             })?;
-        let access = self
-            .tokens
-            .issue(user_id, &user.username, session_id, email_verified)?;
+        let access =
+            self.tokens
+                .issue(user_id, &user.username, session_id, email_verified, methods)?;
         Ok(TokenPair {
             access,
             refresh_token,
@@ -158,6 +160,7 @@ impl Auth {
             &user.username,
             session.id,
             user.email_verified_at.is_some(),
+            &super::AuthMethods::parse(session.amr.as_deref()),
         )?;
         Ok(TokenPair {
             access,

@@ -40,10 +40,59 @@ pub struct AccessClaims {
     /// Whether the account's address was verified when the token was issued.
     #[serde(default)]
     pub email_verified: bool,
+    /// How the session was authenticated (RFC 8176).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// The assurance level: `aal1`, or `aal2` with a second factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
     pub jti: String,
+}
+
+/// How a session was authenticated: RFC 8176 `amr` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthMethods(Vec<String>);
+
+impl AuthMethods {
+    /// A password alone.
+    pub fn password() -> Self {
+        Self::from(&["pwd"][..])
+    }
+
+    /// As stored with a session (comma-separated); sessions from before
+    /// factors existed were opened with a password.
+    pub fn parse(stored: Option<&str>) -> Self {
+        match stored {
+            Some(text) if !text.is_empty() => Self(text.split(',').map(str::to_owned).collect()),
+            _ => Self::password(),
+        }
+    }
+
+    pub fn stored(&self) -> String {
+        self.0.join(",")
+    }
+
+    pub fn values(&self) -> &[String] {
+        &self.0
+    }
+
+    /// `aal2` with a second factor (`mfa`) or a hardware-bound key, else `aal1`.
+    pub fn acr(&self) -> &'static str {
+        if self.0.iter().any(|m| m == "mfa" || m == "hwk") {
+            "aal2"
+        } else {
+            "aal1"
+        }
+    }
+}
+
+impl From<&[&str]> for AuthMethods {
+    fn from(values: &[&str]) -> Self {
+        Self(values.iter().map(|value| (*value).to_owned()).collect())
+    }
 }
 
 /// A freshly signed token and its lifetime.
@@ -124,6 +173,7 @@ impl TokenService {
         username: &str,
         session_id: Uuid,
         email_verified: bool,
+        methods: &AuthMethods,
     ) -> Result<IssuedToken, TokenError> {
         let now = self.clock.now().timestamp();
         let claims = AccessClaims {
@@ -133,6 +183,8 @@ impl TokenService {
             preferred_username: username.to_owned(),
             sid: session_id.to_string(),
             email_verified,
+            amr: methods.values().to_vec(),
+            acr: Some(methods.acr().to_owned()),
             iat: now,
             nbf: now,
             exp: now + self.lifetime.num_seconds(),
@@ -231,7 +283,15 @@ mod tests {
         let clock = ManualClock::new(chrono::Utc::now());
         let tokens = service(&clock);
         let user = Uuid::now_v7();
-        let issued = tokens.issue(user, "alice", Uuid::now_v7(), false).unwrap();
+        let issued = tokens
+            .issue(
+                user,
+                "alice",
+                Uuid::now_v7(),
+                false,
+                &AuthMethods::password(),
+            )
+            .unwrap();
         let claims = tokens.verify(&issued.access_token).unwrap();
         assert_eq!(claims.sub, user.to_string());
         assert_eq!(claims.exp - claims.iat, 900);
@@ -244,7 +304,13 @@ mod tests {
         let clock = ManualClock::new(chrono::Utc::now());
         let tokens = service(&clock);
         let issued = tokens
-            .issue(Uuid::now_v7(), "alice", Uuid::now_v7(), false)
+            .issue(
+                Uuid::now_v7(),
+                "alice",
+                Uuid::now_v7(),
+                false,
+                &AuthMethods::password(),
+            )
             .unwrap();
         clock.advance(Duration::seconds(-(LEEWAY_SECONDS + 5)));
         assert!(tokens.verify(&issued.access_token).is_err());
@@ -255,7 +321,13 @@ mod tests {
         let clock = ManualClock::new(chrono::Utc::now());
         let tokens = service(&clock);
         let issued = tokens
-            .issue(Uuid::now_v7(), "alice", Uuid::now_v7(), false)
+            .issue(
+                Uuid::now_v7(),
+                "alice",
+                Uuid::now_v7(),
+                false,
+                &AuthMethods::password(),
+            )
             .unwrap();
         let parts: Vec<&str> = issued.access_token.split('.').collect();
         let none_header =
@@ -281,7 +353,13 @@ mod tests {
         let clock = ManualClock::new(chrono::Utc::now());
         let tokens = service(&clock);
         let issued = tokens
-            .issue(Uuid::now_v7(), "alice", Uuid::now_v7(), false)
+            .issue(
+                Uuid::now_v7(),
+                "alice",
+                Uuid::now_v7(),
+                false,
+                &AuthMethods::password(),
+            )
             .unwrap();
         let payload = issued.access_token.split('.').nth(1).unwrap().to_owned();
         let header = URL_SAFE_NO_PAD.encode(

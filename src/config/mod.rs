@@ -26,8 +26,8 @@ pub use sections::{
     ThrottleSettings, TokenSettings,
 };
 pub use values::{
-    Bounded, DatabaseKind, DatabaseUrl, ForwardedHeader, Issuer, LogFormat, MIN_SECRET_KEY_BYTES,
-    Networks, SecretUrl, SigningSecret, Switch, mask_url_password,
+    Bounded, DatabaseKind, DatabaseUrl, EncryptionKey, ForwardedHeader, Issuer, LogFormat,
+    MIN_SECRET_KEY_BYTES, Networks, SecretUrl, SigningSecret, Switch, mask_url_password,
 };
 
 /// Every setting latchkey reads, by section.

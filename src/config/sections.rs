@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 use super::values::{
-    Bounded, DatabaseUrl, ForwardedHeader, Issuer, LogFormat, Networks, SecretUrl, SigningSecret,
-    Switch,
+    Bounded, DatabaseUrl, EncryptionKey, ForwardedHeader, Issuer, LogFormat, Networks, SecretUrl,
+    SigningSecret, Switch,
 };
 
 /// The listener, what it is called publicly, and which peers are proxies.
@@ -93,6 +93,9 @@ pub struct TokenSettings {
     pub access_token_expire_minutes: Bounded<1, 1440>,
     /// `aud` of issued tokens, checked on every verification.
     pub audience: String,
+    /// Key (32 bytes, base64 or hex) that seals second-factor secrets at
+    /// rest; unset: one is generated on first start and kept in the database.
+    pub encryption_key: Option<EncryptionKey>,
 }
 
 impl Default for TokenSettings {
@@ -101,6 +104,7 @@ impl Default for TokenSettings {
             secret_key: None,
             access_token_expire_minutes: Bounded::clamped(15),
             audience: "latchkey".to_owned(),
+            encryption_key: None,
         }
     }
 }

@@ -198,6 +198,36 @@ impl<'de> Deserialize<'de> for SigningSecret {
     }
 }
 
+/// `LATCHKEY_ENCRYPTION_KEY`: 32 bytes as base64 or hex, checked at start
+/// by the code that uses it; masked wherever settings are shown.
+#[derive(Clone)]
+pub struct EncryptionKey(SecretString);
+
+impl EncryptionKey {
+    pub fn secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+impl fmt::Debug for EncryptionKey {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(MASK)
+    }
+}
+
+impl Serialize for EncryptionKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(MASK)
+    }
+}
+
+impl<'de> Deserialize<'de> for EncryptionKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = deserializer.deserialize_any(SecretText)?;
+        Ok(Self(SecretString::from(text)))
+    }
+}
+
 /// Reads a secret as text; anything else is refused without echoing it
 /// (serde's own message would quote the value).
 struct SecretText;

@@ -77,6 +77,38 @@ pub struct ErrorDetail {
     pub detail: String,
 }
 
+/// The answer to a right password on an account with a second factor: both
+/// error shapes (`detail` for the origin's clients, `error` for OAuth ones),
+/// and the `mfa_token` to present at `/login/mfa` with one of `mfa_methods`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaRequired {
+    #[schema(example = "mfa_required")]
+    error: &'static str,
+    error_description: &'static str,
+    #[schema(example = "Multi-factor authentication required")]
+    detail: &'static str,
+    /// Single use, 5 minutes, 5 tries.
+    mfa_token: String,
+    #[schema(example = json!(["totp", "recovery_code"]))]
+    mfa_methods: Vec<&'static str>,
+}
+
+impl MfaRequired {
+    pub fn new(token: &secrecy::SecretString, methods: Vec<&'static str>) -> Self {
+        Self {
+            error: "mfa_required",
+            error_description: "The password was right; send a second factor with the mfa_token to /login/mfa",
+            detail: "Multi-factor authentication required",
+            mfa_token: secrecy::ExposeSecret::expose_secret(token).to_owned(),
+            mfa_methods: methods,
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        super::origin::no_store((StatusCode::FORBIDDEN, Json(self)))
+    }
+}
+
 /// `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ValidationErrors {
@@ -116,6 +148,8 @@ pub enum ApiError {
     InvalidToken,
     #[error("{0}")]
     Forbidden(String),
+    #[error("Multi-factor authentication required")]
+    MfaRequired(MfaRequired),
     /// A feature this server is not configured for (503, naming the setting).
     #[error("{0}")]
     NotConfigured(String),
@@ -161,7 +195,15 @@ impl From<AuthError> for ApiError {
             | AuthError::WrongCurrentPassword
             | AuthError::InvalidEmailToken
             | AuthError::InvalidCode
-            | AuthError::SameEmail => Self::BadRequest(error.to_string()),
+            | AuthError::SameEmail
+            | AuthError::InvalidMfaToken
+            | AuthError::InvalidMfaCode
+            | AuthError::TotpAlreadyEnabled
+            | AuthError::TotpNotPending
+            | AuthError::TotpNotEnabled => Self::BadRequest(error.to_string()),
+            AuthError::MfaRequired { mfa_token, methods } => {
+                Self::MfaRequired(MfaRequired::new(&mfa_token, methods))
+            }
             AuthError::EmailNotVerified => Self::Forbidden(error.to_string()),
             AuthError::MailNotConfigured => Self::NotConfigured(error.to_string()),
             AuthError::EmailSignInDisabled => Self::NotFoundDetail(error.to_string()),
@@ -179,6 +221,7 @@ impl From<AuthError> for ApiError {
             | AuthError::Signing(_)
             | AuthError::Keys(_)
             | AuthError::Mail(_)
+            | AuthError::Seal(_)
             | AuthError::Random => Self::Internal(ServerFault::new(error)),
         }
     }
@@ -186,11 +229,14 @@ impl From<AuthError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Self::MfaRequired(body) = self {
+            return body.into_response();
+        }
         let status = match &self {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotAuthenticated | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::MfaRequired(_) => StatusCode::FORBIDDEN,
             Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound | Self::NotFoundDetail(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -12,6 +12,7 @@ mod email;
 mod error;
 mod extract;
 mod me;
+mod mfa;
 mod oauth;
 mod ops;
 mod origin;
@@ -53,6 +54,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(origin::router())
         .merge(me::router())
         .merge(email::router())
+        .merge(mfa::router())
         .merge(sessions::router())
         .merge(oauth::router())
         .merge(ops::router())

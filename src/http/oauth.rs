@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiError, ErrorDetail, ServerFault, attach, retry_after_seconds};
+use super::error::{ApiError, ErrorDetail, MfaRequired, ServerFault, attach, retry_after_seconds};
 use super::extract::{Client, CurrentUser, FORM, media_type, read_body};
 use super::origin::{TokenResponse, no_store};
 use super::state::AppState;
@@ -77,6 +77,9 @@ pub struct OAuthError {
     retry_after: Option<u64>,
     #[serde(skip)]
     fault: Option<ServerFault>,
+    /// A right password on an account with a second factor.
+    #[serde(skip)]
+    mfa: Option<Box<MfaRequired>>,
 }
 
 impl OAuthError {
@@ -87,6 +90,7 @@ impl OAuthError {
             status: StatusCode::BAD_REQUEST,
             retry_after: None,
             fault: None,
+            mfa: None,
         }
     }
 
@@ -109,6 +113,10 @@ impl OAuthError {
             }
             AuthError::InvalidGrant(reason) => Self::new("invalid_grant", reason),
             AuthError::EmailNotVerified => Self::new("invalid_grant", "Email not verified"),
+            AuthError::MfaRequired { mfa_token, methods } => Self {
+                mfa: Some(Box::new(MfaRequired::new(&mfa_token, methods))),
+                ..Self::new("mfa_required", "Multi-factor authentication required")
+            },
             AuthError::InvalidClient => Self {
                 status: StatusCode::UNAUTHORIZED,
                 ..Self::new("invalid_client", "Client authentication failed")
@@ -136,7 +144,10 @@ impl OAuthError {
 }
 
 impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        if let Some(mfa) = self.mfa.take() {
+            return mfa.into_response();
+        }
         let status = self.status;
         let retry_after = self.retry_after;
         let fault = self.fault.clone();

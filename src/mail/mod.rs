@@ -31,10 +31,12 @@ pub enum MessageKind {
     EmailChanged,
     PasswordChanged,
     SignIn,
+    /// Any other change to how the account signs in (second factors).
+    SecurityNotice,
 }
 
 impl MessageKind {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::VerifyEmail,
         Self::ResetPassword,
         Self::ConfirmEmailChange,
@@ -42,6 +44,7 @@ impl MessageKind {
         Self::EmailChanged,
         Self::PasswordChanged,
         Self::SignIn,
+        Self::SecurityNotice,
     ];
 
     /// The template's file name without `.jinja`, and the outbox's `kind`.
@@ -54,6 +57,7 @@ impl MessageKind {
             Self::EmailChanged => "email_changed",
             Self::PasswordChanged => "password_changed",
             Self::SignIn => "sign_in",
+            Self::SecurityNotice => "security_notice",
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct Facts {
     pub new_email: Option<String>,
     pub minutes: Option<i64>,
     pub hours: Option<i64>,
+    /// For a security notice: what changed, in a sentence.
+    pub change: Option<String>,
 }
 
 impl std::fmt::Debug for Facts {

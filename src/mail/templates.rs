@@ -23,7 +23,7 @@ use super::{Facts, Letter, MailError, MessageKind};
 const FALLBACK: &str = "en";
 const LAYOUT: &str = "_layout";
 
-const BUILT_IN: [(&str, &str); 8] = [
+const BUILT_IN: [(&str, &str); 9] = [
     ("en/_layout", include_str!("templates/en/_layout.jinja")),
     (
         "en/verify_email",
@@ -50,6 +50,10 @@ const BUILT_IN: [(&str, &str); 8] = [
         include_str!("templates/en/password_changed.jinja"),
     ),
     ("en/sign_in", include_str!("templates/en/sign_in.jinja")),
+    (
+        "en/security_notice",
+        include_str!("templates/en/security_notice.jinja"),
+    ),
 ];
 
 pub struct Templates {
@@ -113,6 +117,7 @@ impl Templates {
             new_email: Some("new@example.com".to_owned()),
             minutes: Some(10),
             hours: Some(24),
+            change: Some("A second factor was added".to_owned()),
         };
         for name in &self.names {
             let Some((locale, kind)) = name.split_once('/') else {

@@ -31,6 +31,8 @@ pub struct SessionRecord {
     pub client_ip: Option<String>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub revoked_reason: Option<String>,
+    /// How it was opened: RFC 8176 method values, comma-separated.
+    pub amr: Option<String>,
 }
 
 impl From<session::Model> for SessionRecord {
@@ -45,6 +47,7 @@ impl From<session::Model> for SessionRecord {
             client_ip: row.client_ip,
             revoked_at: row.revoked_at,
             revoked_reason: row.revoked_reason,
+            amr: row.amr,
         }
     }
 }
@@ -60,6 +63,8 @@ pub struct NewSession<'a> {
     pub refresh_token_hash: &'a str,
     /// The account's credential version the login verified against.
     pub credential_version: i64,
+    /// How the login authenticated (RFC 8176 values, comma-separated).
+    pub amr: &'a str,
 }
 
 /// What presenting a refresh token led to.
@@ -120,6 +125,7 @@ impl Store {
                 revoked_at: Set(None),
                 revoked_reason: Set(None),
                 credential_version: Set(new.credential_version),
+                amr: Set(Some(new.amr.to_owned())),
             })
             .exec_without_returning(&transaction)
             .await

@@ -10,6 +10,7 @@ mod disk;
 mod edge;
 mod email;
 mod import;
+mod mfa;
 mod oauth;
 mod origin_contract;
 mod outage;
