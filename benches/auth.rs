@@ -78,7 +78,11 @@ fn tokens(criterion: &mut Criterion) {
     );
     let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
     criterion.bench_function("EdDSA access token: sign", |bench| {
-        bench.iter(|| service.issue(user, "alice", session, false, &AuthMethods::password()).expect("issue"))
+        bench.iter(|| {
+            service
+                .issue(user, "alice", session, false, &AuthMethods::password())
+                .expect("issue")
+        })
     });
     let token = service
         .issue(user, "alice", session, false, &AuthMethods::password())

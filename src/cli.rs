@@ -202,12 +202,13 @@ async fn users(settings: Settings, command: UsersCommand) -> CommandResult {
     match command {
         UsersCommand::Disable { name } => set_disabled(&auth, &name, true).await?,
         UsersCommand::Enable { name } => set_disabled(&auth, &name, false).await?,
-        UsersCommand::MfaReset { name } => {
-            if !auth.reset_factors(&name).await? {
-                return Err(format!("no account named {name}").into());
-            }
-            println!("{name}: every second factor removed; the password alone signs in");
-        }
+        UsersCommand::MfaReset { name } => match auth.reset_factors(&name).await? {
+            None => return Err(format!("no account named {name}").into()),
+            Some(false) => println!("{name} has no second factor; nothing removed"),
+            Some(true) => println!(
+                "{name}: every second factor removed and the account told; the password alone signs in"
+            ),
+        },
         UsersCommand::List { limit } => {
             for user in auth.list_users(limit).await? {
                 let state = if user.disabled { "disabled" } else { "enabled" };

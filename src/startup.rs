@@ -20,6 +20,8 @@ use crate::auth::{EmailPolicy, MailSetup, Sealer};
 
 /// The stored name of a generated encryption key.
 const ENCRYPTION_KEY_NAME: &str = "encryption_key";
+/// A value sealed with the key in use, to recognise a different key at start.
+const ENCRYPTION_KEY_CHECK: &str = "encryption_key_check";
 use crate::auth::{Throttle, ThrottlePolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Settings, Switch};
@@ -233,8 +235,22 @@ async fn build_sealer(
                 .await?
         }
     };
-    Sealer::parse(&text)
-        .map_err(|error| StartupError::Setting(format!("LATCHKEY_ENCRYPTION_KEY: {error}")))
+    let sealer = Sealer::parse(&text)
+        .map_err(|error| StartupError::Setting(format!("LATCHKEY_ENCRYPTION_KEY: {error}")))?;
+    // Refuse a key other than the one earlier secrets were sealed with,
+    // rather than failing every second-factor login later.
+    let check = sealer.check_value()?;
+    let stored = store
+        .instance_secret(ENCRYPTION_KEY_CHECK, || check.clone(), clock.now())
+        .await?;
+    if !sealer.matches_check(&stored) {
+        return Err(StartupError::Setting(
+            "LATCHKEY_ENCRYPTION_KEY: this is not the key this database's secrets were sealed with \
+             (the generated one is in instance_secrets; set the earlier key)"
+                .to_owned(),
+        ));
+    }
+    Ok(sealer)
 }
 
 /// The renderer, the flows' policy and the delivery worker, from the mail settings.

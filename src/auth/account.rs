@@ -62,6 +62,21 @@ impl Auth {
         password: &SecretString,
         client: &ClientContext,
     ) -> Result<(), AuthError> {
+        self.check_password_keeping_count(user, password, client)
+            .await?;
+        let account_key = normalize_login_name(&user.username);
+        self.throttle.login_succeeded(&account_key, client.ip).await;
+        Ok(())
+    }
+
+    /// [`Self::check_password`] without clearing the failure count, for a
+    /// request whose second factor is still to be checked.
+    pub(crate) async fn check_password_keeping_count(
+        &self,
+        user: &crate::store::UserRecord,
+        password: &SecretString,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
         let account_key = normalize_login_name(&user.username);
         self.refuse_while_locked(&account_key, Some(user.id), client)
             .await?;
@@ -70,10 +85,7 @@ impl Auth {
             .verify(password, Some(&user.password_hash))
             .await?
         {
-            Verification::Match { .. } => {
-                self.throttle.login_succeeded(&account_key, client.ip).await;
-                Ok(())
-            }
+            Verification::Match { .. } => Ok(()),
             Verification::Mismatch => {
                 let outcome = "wrong current password";
                 self.count_wrong_password(&account_key, Some(user.id), client, outcome)

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::secrets::{hash_secret, hashes_match, new_secret};
+use super::secrets::{hash_secret, new_secret};
 use super::{
     Account, AuditEvent, Auth, AuthError, ClientContext, FieldProblem, LoginOutcome, Principal,
 };
@@ -509,7 +509,7 @@ impl Auth {
             }
             let mut minted = auth.mint(&user, Purpose::SignIn, SIGN_IN_LIFETIME)?;
             let code = six_digits()?;
-            minted.row.code_hash = Some(code_hash(&minted.row.token_hash, &code));
+            minted.row.code_hash = Some(auth.code_hash(&minted.row.token_hash, &code));
             let facts = Facts {
                 link: Some(
                     auth.mailer()?
@@ -574,13 +574,15 @@ impl Auth {
                 record.token_hash.clone(),
                 record.code_hash.clone().unwrap_or_default(),
             ),
-            None => (String::new(), hash_secret("no code")),
+            None => (String::new(), self.code_hash("", "no code")),
         };
         let counted = self
             .store
             .count_code_try(&token_hash, SIGN_IN_TRIES)
             .await?;
-        let matches = hashes_match(&expected, &code_input(&token_hash, code));
+        let presented = self.code_hash(&token_hash, code);
+        let matches: bool =
+            subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), presented.as_bytes()).into();
         match record {
             Some(record) if counted && matches && well_formed => {
                 self.sign_in(record, context).await
@@ -626,6 +628,12 @@ impl Auth {
         {
             return Err(AuthError::InvalidEmailToken);
         }
+        // An emailed code is one factor: an account with a second one must
+        // present it, as after a password.
+        let factors = self.factor_methods(user.id).await?;
+        if !factors.is_empty() {
+            return Err(self.step_up(&user, "otp", factors).await?);
+        }
         let methods = super::AuthMethods::from(&["otp"][..]);
         let tokens = self.open_session(&user, true, &methods, context).await?;
         self.audit(
@@ -656,6 +664,14 @@ impl Auth {
             .find_email_token(&hash_secret(token), purpose.name(), self.clock.now())
             .await?
             .ok_or(AuthError::InvalidEmailToken)
+    }
+
+    /// A sign-in code's stored form: keyed with the instance's key and bound
+    /// to its token, so neither a copy of the table nor equal codes of two
+    /// tokens tell anything.
+    fn code_hash(&self, token_hash: &str, code: &str) -> String {
+        self.sealer
+            .keyed_hash(code, &format!("sign-in:{token_hash}"))
     }
 
     /// Draws on the client's and the address's email budgets.
@@ -742,14 +758,4 @@ fn six_digits() -> Result<String, AuthError> {
             return Ok(format!("{:06}", value % 1_000_000));
         }
     }
-}
-
-/// What is hashed for a code: bound to its token, so equal codes of two
-/// tokens hash differently.
-fn code_input(token_hash: &str, code: &str) -> String {
-    format!("{token_hash}:{code}")
-}
-
-fn code_hash(token_hash: &str, code: &str) -> String {
-    hash_secret(&code_input(token_hash, code))
 }

@@ -82,7 +82,7 @@ impl Auth {
             // `/login/mfa`, whatever route this came through. The failure
             // count stays as it is until that step succeeds, so wrong codes
             // add up across fresh mfa_tokens.
-            return Err(self.step_up(&user, factors).await?);
+            return Err(self.step_up(&user, "pwd", factors).await?);
         }
         let verified = user.email_verified_at.is_some();
         let tokens = self

@@ -59,13 +59,13 @@ impl Auth {
 
     /// The time step a code is valid for now (±1 step), if any.
     fn totp_step(&self, user_id: Uuid, sealed: &str, code: &str) -> Result<Option<i64>, AuthError> {
-        let secret = self.sealer.open(sealed, &Self::totp_binding(user_id))?;
-        let totp = Self::totp(&secret)?;
-        let now = u64::try_from(self.clock.now().timestamp()).unwrap_or_default();
         let code = code.trim();
         if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(None);
         }
+        let secret = self.sealer.open(sealed, &Self::totp_binding(user_id))?;
+        let totp = Self::totp(&secret)?;
+        let now = u64::try_from(self.clock.now().timestamp()).unwrap_or_default();
         Ok(totp
             .check(code, now)
             .and_then(|counter| i64::try_from(counter).ok()))
@@ -94,9 +94,12 @@ impl Auth {
 
     /// A challenge for a login whose password was right on an account with
     /// factors: the error that carries its `mfa_token`.
+    /// `first_factor` is how the first step authenticated: `pwd`, or `otp`
+    /// for an emailed sign-in code.
     pub(crate) async fn step_up(
         &self,
         user: &UserRecord,
+        first_factor: &str,
         methods: Vec<&'static str>,
     ) -> Result<AuthError, AuthError> {
         let (token, token_hash) = new_secret()?;
@@ -106,6 +109,7 @@ impl Auth {
                 &token_hash,
                 user.id,
                 user.credential_version,
+                first_factor,
                 now,
                 now + MFA_TOKEN_LIFETIME,
             )
@@ -152,7 +156,10 @@ impl Auth {
         {
             return Err(AuthError::InvalidMfaToken);
         }
-        let methods = match self.check_factor(&user, &factor).await? {
+        let methods = match self
+            .check_factor(&user, &challenge.first_factor, &factor)
+            .await?
+        {
             Some(methods) => methods,
             None => {
                 self.count_wrong_password(
@@ -173,8 +180,10 @@ impl Auth {
     async fn check_factor(
         &self,
         user: &UserRecord,
+        first_factor: &str,
         factor: &SecondFactor,
     ) -> Result<Option<AuthMethods>, AuthError> {
+        let first = if first_factor == "otp" { "otp" } else { "pwd" };
         let now = self.clock.now();
         match factor {
             SecondFactor::Code(code) => {
@@ -193,12 +202,17 @@ impl Auth {
                 };
                 // Each time step once: a replayed code is refused.
                 let fresh = self.store.accept_totp_step(user.id, step, None).await?;
-                Ok(fresh.then(|| AuthMethods::from(&["pwd", "otp", "mfa"][..])))
+                let methods: &[&str] = if first == "otp" {
+                    &["otp", "mfa"]
+                } else {
+                    &["pwd", "otp", "mfa"]
+                };
+                Ok(fresh.then(|| AuthMethods::from(methods)))
             }
             SecondFactor::RecoveryCode(code) => {
-                let hash = hash_secret(&normalize_recovery_code(code.expose_secret()));
+                let hash = self.recovery_code_hash(user.id, code.expose_secret());
                 let used = self.store.use_recovery_code(user.id, &hash, now).await?;
-                Ok(used.then(|| AuthMethods::from(&["pwd", "mfa"][..])))
+                Ok(used.then(|| AuthMethods::from(&[first, "mfa"][..])))
             }
         }
     }
@@ -302,7 +316,7 @@ impl Auth {
         let step = self
             .totp_step(user.id, &pending.sealed_secret, code.expose_secret())?
             .ok_or(AuthError::InvalidMfaCode)?;
-        let (codes, hashes) = recovery_codes()?;
+        let (codes, hashes) = self.recovery_codes(user.id)?;
         if !self
             .store
             .accept_totp_step(user.id, step, Some((&hashes, self.clock.now())))
@@ -318,7 +332,7 @@ impl Auth {
             context,
             "A second factor (an authenticator app) was added",
         )
-        .await?;
+        .await;
         Ok(codes)
     }
 
@@ -336,7 +350,7 @@ impl Auth {
         if self.factor_methods(user.id).await?.is_empty() {
             return Err(AuthError::TotpNotEnabled);
         }
-        let (codes, hashes) = recovery_codes()?;
+        let (codes, hashes) = self.recovery_codes(user.id)?;
         self.store
             .replace_recovery_codes(user.id, &hashes, self.clock.now())
             .await?;
@@ -353,7 +367,7 @@ impl Auth {
             context,
             "New recovery codes were made; the old ones no longer work",
         )
-        .await?;
+        .await;
         Ok(codes)
     }
 
@@ -368,7 +382,10 @@ impl Auth {
         context: &ClientContext,
     ) -> Result<(), AuthError> {
         let user = self.current_user(principal).await?;
-        self.check_password(&user, password, context).await?;
+        let account_key = normalize_login_name(&user.username);
+        // The failure count stays until the code is right too.
+        self.check_password_keeping_count(&user, password, context)
+            .await?;
         let totp = self
             .store
             .totp_factor(user.id)
@@ -381,11 +398,13 @@ impl Auth {
             None => false,
         };
         if !fresh {
-            let account_key = normalize_login_name(&user.username);
             self.count_wrong_password(&account_key, Some(user.id), context, "wrong second factor")
                 .await;
             return Err(AuthError::InvalidMfaCode);
         }
+        self.throttle
+            .login_succeeded(&account_key, context.ip)
+            .await;
         self.store.remove_factors(user.id).await?;
         self.audit(
             AuditEvent::MfaDisabled,
@@ -400,20 +419,25 @@ impl Auth {
             context,
             "The authenticator app was removed; your account is protected by its password alone",
         )
-        .await
+        .await;
+        Ok(())
     }
 
-    /// `latchkey users mfa-reset NAME`: removes every factor (support).
+    /// `latchkey users mfa-reset NAME`: removes every factor (support) and
+    /// tells the account's address. `None`: no such account; `Some(false)`:
+    /// it had no factor.
     #[tracing::instrument(level = "info", skip_all)]
-    pub async fn reset_factors(&self, login_name: &str) -> Result<bool, AuthError> {
+    pub async fn reset_factors(&self, login_name: &str) -> Result<Option<bool>, AuthError> {
         let Some(user) = self
             .store
             .find_user_by_login(&normalize_login_name(login_name))
             .await?
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        self.store.remove_factors(user.id).await?;
+        if !self.store.remove_factors(user.id).await? {
+            return Ok(Some(false));
+        }
         let operator = ClientContext {
             user_agent: Some("latchkey command line".to_owned()),
             ..ClientContext::default()
@@ -425,48 +449,74 @@ impl Auth {
             "every factor removed by an operator",
         )
         .await;
-        Ok(true)
+        let notice = self.security_notice(
+            &user,
+            &operator,
+            "Support removed every second factor from your account; it is protected by its password alone",
+        )?;
+        if !notice.is_empty() {
+            self.store.write_outgoing(&notice, self.clock.now()).await?;
+            self.mail_queued();
+        }
+        Ok(Some(true))
     }
 
-    /// After a change of factors: the other sessions end, and the account's
-    /// address gets a notice when email is configured.
+    /// After a change of factors (already committed): the other sessions end,
+    /// and the account's address gets a notice when email is configured.
+    /// Best effort, so the caller still receives its new recovery codes; a
+    /// failure is logged.
     async fn factors_changed(
         &self,
         user: &UserRecord,
         principal: &Principal,
         context: &ClientContext,
         what: &str,
-    ) -> Result<(), AuthError> {
+    ) {
         let now = self.clock.now();
-        self.store
-            .revoke_user_sessions(user.id, Some(principal.session_id), "factors_changed", now)
-            .await?;
-        let notice = self.security_notice(user, context, what)?;
-        if !notice.is_empty() {
-            self.store.write_outgoing(&notice, now).await?;
-            self.mail_queued();
+        let follow_up = async {
+            self.store
+                .revoke_user_sessions(user.id, Some(principal.session_id), "factors_changed", now)
+                .await?;
+            let notice = self.security_notice(user, context, what)?;
+            if !notice.is_empty() {
+                self.store.write_outgoing(&notice, now).await?;
+                self.mail_queued();
+            }
+            self.sync_revocations().await
+        };
+        if let Err(error) = follow_up.await {
+            let error = crate::telemetry::error_chain(&error);
+            tracing::error!(user_id = %user.id, %error, "second factors changed, but the other sessions or the notice could not follow");
         }
-        self.sync_revocations().await
     }
-}
 
-/// Ten codes of 10 base32 characters (50 bits) as `xxxxx-xxxxx`, and their hashes.
-fn recovery_codes() -> Result<(Vec<SecretString>, Vec<String>), AuthError> {
-    let random = SystemRandom::new();
-    let mut codes = Vec::with_capacity(RECOVERY_CODES);
-    let mut hashes = Vec::with_capacity(RECOVERY_CODES);
-    for _ in 0..RECOVERY_CODES {
-        let mut bytes = [0u8; 10];
-        random.fill(&mut bytes).map_err(|_| AuthError::Random)?;
-        let text: String = bytes
-            .iter()
-            .map(|byte| char::from(b"abcdefghijkmnpqrstuvwxyz23456789"[usize::from(byte % 32)]))
-            .collect();
-        let code = format!("{}-{}", &text[..5], &text[5..]);
-        hashes.push(hash_secret(&normalize_recovery_code(&code)));
-        codes.push(SecretString::from(code));
+    /// The keyed hash a recovery code is stored as.
+    fn recovery_code_hash(&self, user_id: Uuid, code: &str) -> String {
+        self.sealer.keyed_hash(
+            &normalize_recovery_code(code),
+            &format!("recovery:{user_id}"),
+        )
     }
-    Ok((codes, hashes))
+
+    /// Ten codes of 10 base32 characters (50 bits) as `xxxxx-xxxxx`, and
+    /// their keyed hashes.
+    fn recovery_codes(&self, user_id: Uuid) -> Result<(Vec<SecretString>, Vec<String>), AuthError> {
+        let random = SystemRandom::new();
+        let mut codes = Vec::with_capacity(RECOVERY_CODES);
+        let mut hashes = Vec::with_capacity(RECOVERY_CODES);
+        for _ in 0..RECOVERY_CODES {
+            let mut bytes = [0u8; 10];
+            random.fill(&mut bytes).map_err(|_| AuthError::Random)?;
+            let text: String = bytes
+                .iter()
+                .map(|byte| char::from(b"abcdefghijkmnpqrstuvwxyz23456789"[usize::from(byte % 32)]))
+                .collect();
+            let code = format!("{}-{}", &text[..5], &text[5..]);
+            hashes.push(self.recovery_code_hash(user_id, &code));
+            codes.push(SecretString::from(code));
+        }
+        Ok((codes, hashes))
+    }
 }
 
 /// Lower case, without spaces or dashes: how a code is typed does not matter.

@@ -56,7 +56,9 @@ impl Auth {
     ) -> Result<Introspection, AuthError> {
         self.authenticate_client(client_id, client_secret).await?;
         match self.authenticate(token).await {
-            Ok(_) => Ok(Introspection::Active(Box::new(self.verify_access_token(token)?))),
+            Ok(_) => Ok(Introspection::Active(Box::new(
+                self.verify_access_token(token)?,
+            ))),
             Err(AuthError::InvalidToken) => Ok(Introspection::Inactive),
             Err(error) => Err(error),
         }

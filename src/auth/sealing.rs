@@ -2,7 +2,9 @@
 //! encryption key, `LATCHKEY_ENCRYPTION_KEY` or one generated on first start
 //! and stored like the signing key. Each sealed value is bound to what it
 //! belongs to (its associated data, e.g. `totp:<user id>`), so a value moved
-//! to another row does not open.
+//! to another row does not open. The same key, through HMAC-SHA256, keys
+//! the hashes of short secrets (recovery codes, emailed sign-in codes), so a
+//! copy of the database alone cannot brute-force them.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -14,9 +16,13 @@ use super::AuthError;
 
 /// The prefix of sealed values, naming the scheme for future rotations.
 const VERSION: &str = "v1.";
+const CHECK_PLAINTEXT: &[u8] = b"latchkey encryption key check";
+const CHECK_BINDING: &str = "key-check";
 
 pub struct Sealer {
     key: LessSafeKey,
+    /// HMAC key for short secrets, derived from the encryption key.
+    mac: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -36,10 +42,44 @@ pub enum SealError {
 impl Sealer {
     /// From 32 key bytes.
     pub fn new(bytes: &[u8]) -> Result<Self, SealError> {
+        use aws_lc_rs::hmac;
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError::BadKey)?;
+        // A separate key for hashing: HMAC(key, label), never the AES key itself.
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, bytes),
+            b"latchkey short-secret hashing",
+        );
         Ok(Self {
             key: LessSafeKey::new(key),
+            mac: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
         })
+    }
+
+    /// HMAC-SHA256 of a short secret and what it belongs to, hex: a keyed
+    /// hash, for values too small to store under a plain hash.
+    pub fn keyed_hash(&self, secret: &str, bound_to: &str) -> String {
+        let mut context = aws_lc_rs::hmac::Context::with_key(&self.mac);
+        context.update(bound_to.as_bytes());
+        context.update(b"\0");
+        context.update(secret.as_bytes());
+        context
+            .sign()
+            .as_ref()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    /// A value sealed under this key, stored once, that tells at start
+    /// whether the configured key is the one earlier secrets were sealed with.
+    pub fn check_value(&self) -> Result<String, AuthError> {
+        self.seal(CHECK_PLAINTEXT, CHECK_BINDING)
+    }
+
+    /// Whether `stored` (a [`Self::check_value`]) was sealed with this key.
+    pub fn matches_check(&self, stored: &str) -> bool {
+        self.open(stored, CHECK_BINDING)
+            .is_ok_and(|plain| plain.as_slice() == CHECK_PLAINTEXT)
     }
 
     /// From the text form of a key: base64 (standard or URL-safe, padded or
@@ -133,6 +173,17 @@ mod tests {
         assert!(sealer.open("v1.AAAA", "totp:alice").is_err());
         assert!(sealer.open("plain", "totp:alice").is_err());
         assert!(Sealer::parse("too short").is_err());
+        let check = sealer.check_value().unwrap();
+        assert!(sealer.matches_check(&check));
+        assert!(!other.matches_check(&check));
+        assert_ne!(
+            sealer.keyed_hash("123456", "a"),
+            other.keyed_hash("123456", "a")
+        );
+        assert_ne!(
+            sealer.keyed_hash("123456", "a"),
+            sealer.keyed_hash("123456", "b")
+        );
         assert!(Sealer::parse(&"a".repeat(63)).is_err());
     }
 }

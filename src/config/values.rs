@@ -224,8 +224,29 @@ impl Serialize for EncryptionKey {
 impl<'de> Deserialize<'de> for EncryptionKey {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = deserializer.deserialize_any(SecretText)?;
+        if !is_key_text(text.trim()) {
+            // Never echo the value.
+            return Err(serde::de::Error::custom(
+                "must be 32 bytes as base64 (44 characters) or hex (64 characters)",
+            ));
+        }
         Ok(Self(SecretString::from(text)))
     }
+}
+
+/// Whether `text` is 32 bytes in hex or base64 (either alphabet, padding optional).
+fn is_key_text(text: &str) -> bool {
+    use base64::Engine;
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return true;
+    }
+    let unpadded = text
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(unpadded)
+        .is_ok_and(|bytes| bytes.len() == 32)
 }
 
 /// Reads a secret as text; anything else is refused without echoing it

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
+use super::error::{ApiError, ErrorDetail, MfaRequired, ValidationErrors, ValidationIssue};
 use super::extract::{ApiJson, Client, CurrentUser};
 use super::origin::{TokenResponse, no_store};
 use super::state::AppState;
@@ -259,6 +259,7 @@ pub struct EmailSignIn {
         (status = 415, description = "Not JSON", body = ErrorDetail),
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 400, description = "Invalid or expired code / Invalid or expired token", body = ErrorDetail),
+        (status = 403, description = "The account has a second factor: `mfa_required` with an `mfa_token` for `/login/mfa`", body = MfaRequired),
         (status = 404, description = "Email sign-in is not enabled", body = ErrorDetail),
         (status = 422, description = "Neither {email, code} nor {token}", body = ValidationErrors),
         (status = 429, description = "Too many attempts from this client; see Retry-After", body = ErrorDetail),

@@ -80,7 +80,7 @@ pub struct ErrorDetail {
 /// The answer to a right password on an account with a second factor: both
 /// error shapes (`detail` for the origin's clients, `error` for OAuth ones),
 /// and the `mfa_token` to present at `/login/mfa` with one of `mfa_methods`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct MfaRequired {
     #[schema(example = "mfa_required")]
     error: &'static str,
@@ -91,6 +91,15 @@ pub struct MfaRequired {
     mfa_token: String,
     #[schema(example = json!(["totp", "recovery_code"]))]
     mfa_methods: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for MfaRequired {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("MfaRequired")
+            .field("mfa_methods", &self.mfa_methods)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MfaRequired {

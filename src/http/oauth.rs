@@ -221,6 +221,7 @@ impl OAuthForm {
     responses(
         (status = 200, description = "Tokens", body = TokenResponse),
         (status = 400, description = "RFC 6749 error", body = OAuthError),
+        (status = 403, description = "Password grant for an account with a second factor: `mfa_required`, with an `mfa_token` for `/login/mfa`", body = MfaRequired),
         (status = 503, description = "Password hashing at capacity, or the database is unreachable; retry", body = OAuthError),
     ))]
 async fn token(

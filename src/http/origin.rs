@@ -149,7 +149,7 @@ impl From<TokenPair> for TokenResponse {
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
         (status = 400, description = "Incorrect username or password", body = ErrorDetail),
-        (status = 403, description = "Email not verified (only with LATCHKEY_REQUIRE_VERIFIED_EMAIL, after the right password)", body = ErrorDetail),
+        (status = 403, description = "Email not verified (only with LATCHKEY_REQUIRE_VERIFIED_EMAIL, after the right password); or, for an account with a second factor, `mfa_required` with an `mfa_token` for `/login/mfa` (see MfaRequired)", body = ErrorDetail),
         (status = 415, description = "Neither a form nor JSON", body = ErrorDetail),
         (status = 422, description = "A field is missing or malformed", body = ValidationErrors),
         (status = 429, description = "Too many attempts for this account or from this client; see Retry-After", body = ErrorDetail),

@@ -283,6 +283,8 @@ pub mod mfa_challenge {
         pub token_hash: String,
         pub user_id: Uuid,
         pub credential_version: i64,
+        /// How the first step authenticated (`pwd`, or `otp` for an emailed code).
+        pub first_factor: String,
         pub attempts: i32,
         pub created_at: DateTimeUtc,
         pub expires_at: DateTimeUtc,

@@ -36,6 +36,7 @@ pub struct ChallengeRecord {
     pub token_hash: String,
     pub user_id: Uuid,
     pub credential_version: i64,
+    pub first_factor: String,
     pub attempts: i32,
 }
 
@@ -207,6 +208,7 @@ impl Store {
         token_hash: &str,
         user_id: Uuid,
         credential_version: i64,
+        first_factor: &str,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -215,6 +217,7 @@ impl Store {
                 token_hash: Set(token_hash.to_owned()),
                 user_id: Set(user_id),
                 credential_version: Set(credential_version),
+                first_factor: Set(first_factor.to_owned()),
                 attempts: Set(0),
                 created_at: Set(now),
                 expires_at: Set(expires_at),
@@ -243,6 +246,7 @@ impl Store {
             token_hash: row.token_hash,
             user_id: row.user_id,
             credential_version: row.credential_version,
+            first_factor: row.first_factor,
             attempts: row.attempts,
         }))
     }

@@ -216,6 +216,16 @@ impl TestApp {
         Self::start(Arc::clone(&self.database), options).await
     }
 
+    /// Builds (but does not start) a server on the same database, for
+    /// settings that must be refused at start; the error's text.
+    pub async fn try_sibling(&self, options: Options) -> Result<(), String> {
+        let settings = test_settings(&self.database.url, &options);
+        Application::build(settings)
+            .await
+            .map(drop)
+            .map_err(|error| latchkey::telemetry::error_chain(&error))
+    }
+
     /// Stops this server and starts a new one on the same database and options.
     pub async fn restart(mut self) -> Self {
         self.stop().await;

@@ -142,10 +142,16 @@ async fn totp_turns_a_right_password_into_a_step_up_that_a_current_code_complete
     let codes = json_with_status(confirmed, 200).await;
     assert_eq!(codes["recovery_codes"].as_array().unwrap().len(), 10);
     let sealed = app.stored_text("SELECT secret FROM totp_factors").await;
-    assert!(
-        sealed.starts_with("v1.") && !sealed.contains(&secret),
-        "sealed at rest"
-    );
+    assert!(sealed.starts_with("v1."), "sealed at rest: {sealed}");
+    // A server given another key refuses to start rather than fail every
+    // second-factor login later.
+    let other_key = Options::customized(|settings| {
+        settings.tokens.encryption_key =
+            Some(serde_json::from_value(json!("ab".repeat(32))).unwrap());
+    });
+    let refused = app.try_sibling(other_key).await;
+    let error = refused.expect_err("a different key is refused");
+    assert!(error.contains("LATCHKEY_ENCRYPTION_KEY"), "{error}");
 
     // The right password yields no token, through either route.
     let wrong_password = app.login("alice", "not her password").await;
@@ -471,12 +477,63 @@ async fn an_operator_can_reset_an_accounts_factors() {
     let (app, clock, token) = alice_on_a_clock().await;
     enrol(&app, &clock, &token).await;
     assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 403);
-    assert!(app.auth.reset_factors("alice").await.unwrap());
-    assert!(!app.auth.reset_factors("nobody").await.unwrap());
+    assert_eq!(app.auth.reset_factors("alice").await.unwrap(), Some(true));
+    assert_eq!(app.auth.reset_factors("alice").await.unwrap(), Some(false));
+    assert_eq!(app.auth.reset_factors("nobody").await.unwrap(), None);
     assert_eq!(app.login("alice", ALICE_PASSWORD).await.status(), 200);
     let trail = app.stored_text("SELECT event FROM audit_events").await;
     assert!(
         trail.contains("mfa_enabled") && trail.contains("mfa_disabled"),
         "{trail}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emailed_sign_in_code_is_one_factor_and_steps_up_too() {
+    let smtp = crate::smtp::SmtpSink::start();
+    let clock = ManualClock::new(chrono::Utc::now());
+    let url = smtp.url();
+    let app = TestApp::spawn_with(Options {
+        clock: Some(clock.clone()),
+        ..Options::customized(move |settings| {
+            settings.mail.smtp_url = Some(latchkey::config::SecretUrl::parse(&url).unwrap());
+            settings.mail.email_sign_in = latchkey::config::Switch::On;
+            settings.mail.mail_poll_milliseconds = 100.try_into().unwrap();
+        })
+    })
+    .await;
+    let token = app.alice_token().await;
+    let (secret, _) = enrol(&app, &clock, &token).await;
+    let asked = post(
+        &app,
+        "/login/email",
+        None,
+        json!({"email": "alice@example.com"}),
+    )
+    .await;
+    assert_eq!(asked.status(), 202);
+    let message = smtp.wait_for_message_to("alice@example.com", 3).await;
+    let code = message.code();
+    let step_up = post(
+        &app,
+        "/login/email/verify",
+        None,
+        json!({"email": "alice@example.com", "code": code}),
+    )
+    .await;
+    let step_up = json_with_status(step_up, 403).await;
+    assert_eq!(step_up["error"], "mfa_required");
+    assert!(step_up.get("access_token").is_none());
+    clock.advance(Duration::seconds(30));
+    let totp = pyotp_code(&secret, clock.now().timestamp());
+    let done = post(
+        &app,
+        "/login/mfa",
+        None,
+        json!({"mfa_token": step_up["mfa_token"], "code": totp}),
+    )
+    .await;
+    let tokens = json_with_status(done, 200).await;
+    assert_eq!(claims_of(&tokens)["amr"], json!(["otp", "mfa"]));
+    assert_eq!(claims_of(&tokens)["acr"], "aal2");
 }

@@ -49,6 +49,7 @@ enum MfaChallenges {
     TokenHash,
     UserId,
     CredentialVersion,
+    FirstFactor,
     Attempts,
     CreatedAt,
     ExpiresAt,
@@ -125,6 +126,7 @@ impl MigrationTrait for Migration {
             .col(string_len(MfaChallenges::TokenHash, 64).primary_key())
             .col(uuid(MfaChallenges::UserId))
             .col(big_integer(MfaChallenges::CredentialVersion))
+            .col(string_len(MfaChallenges::FirstFactor, 16))
             .col(integer(MfaChallenges::Attempts).default(0))
             .col(timestamp(manager, MfaChallenges::CreatedAt))
             .col(timestamp(manager, MfaChallenges::ExpiresAt))
