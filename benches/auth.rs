@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use latchkey::auth::{AuthMethods, ClientContext, Keyring, PasswordHasher, TokenService};
+use latchkey::auth::{AuthMethods, ClientContext, Keyring, PasswordHasher, Sealer, TokenService};
 use latchkey::clock::SystemClock;
 use latchkey::config::{DatabaseUrl, Settings};
 use latchkey::domain::{Password, PasswordPolicy};
@@ -56,6 +56,11 @@ fn tokens(criterion: &mut Criterion) {
         directory.path().display()
     ))
     .expect("database URL");
+    // One encryption key for the server and for the keyring loaded below.
+    let key_text = Sealer::generate().expect("a key");
+    settings.tokens.encryption_key =
+        Some(serde_json::from_value(serde_json::json!(key_text)).expect("key setting"));
+    let sealer = Sealer::parse(&key_text).expect("key");
     let auth = runtime
         .block_on(build_auth(&settings, Arc::new(SystemClock)))
         .expect("auth");
@@ -67,6 +72,7 @@ fn tokens(criterion: &mut Criterion) {
             &store,
             &SystemClock,
             chrono::Utc::now(),
+            &sealer,
         ))
         .expect("keys");
     let service = TokenService::new(

@@ -252,7 +252,8 @@ async fn keys(settings: Settings, command: KeysCommand) -> CommandResult {
     store.migrate().await?;
     match command {
         KeysCommand::Rotate => {
-            let kid = Keyring::rotate(&store, &SystemClock).await?;
+            let auth = build_auth(&settings, Arc::new(SystemClock)).await?;
+            let kid = auth.rotate_signing_key().await?;
             println!(
                 "new signing key {kid} is active; earlier keys verify until their tokens expire"
             );

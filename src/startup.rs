@@ -180,7 +180,8 @@ async fn build_parts(
     )
     .await?;
     store.migrate().await?;
-    let tokens = build_tokens(settings, &store, &clock).await?;
+    let sealer = build_sealer(settings, &store, clock.as_ref()).await?;
+    let tokens = build_tokens(settings, &store, &clock, &sealer).await?;
     let policy = PasswordPolicy {
         // Bounded to 8..=128 by its type.
         min_length: settings.passwords.password_min_length.get() as usize,
@@ -207,7 +208,6 @@ async fn build_parts(
     }
     let throttle = Throttle::new(counters, throttle_policy, Arc::clone(&clock));
     let (mail, delivery) = build_mail(settings, &store, &clock)?;
-    let sealer = build_sealer(settings, &store, clock.as_ref()).await?;
     let auth = Arc::new(
         Auth::new(
             store, hasher, tokens, clock, policy, sessions, throttle, sealer,
@@ -331,13 +331,14 @@ async fn build_tokens(
     settings: &Settings,
     store: &Store,
     clock: &Arc<dyn Clock>,
+    sealer: &Sealer,
 ) -> Result<TokenService, StartupError> {
     let lifetime = Duration::minutes(settings.tokens.access_token_expire_minutes.get() as i64);
     let keyring = match &settings.tokens.secret_key {
         Some(secret) => Keyring::from_secret(secret.secret()),
         None => {
             let cutoff = clock.now() - token_retention(lifetime);
-            Keyring::load_or_create(store, clock.as_ref(), cutoff).await?
+            Keyring::load_or_create(store, clock.as_ref(), cutoff, sealer).await?
         }
     };
     Ok(TokenService::new(

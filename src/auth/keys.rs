@@ -5,7 +5,9 @@
 //! verify alike. With the origin's `SECRET_KEY`, one HS256 key is used instead
 //! and nothing symmetric is ever published. Each key carries its algorithm:
 //! verification pins the algorithm to the key found by `kid`, never to the
-//! token's header.
+//! token's header. Private keys are sealed at rest with the instance's
+//! encryption key ([`super::sealing`]); rows stored before that are sealed
+//! at the next start.
 
 use std::collections::HashMap;
 
@@ -19,6 +21,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use super::sealing::Sealer;
 use super::views::SigningKeySummary;
 use crate::clock::Clock;
 use crate::store::{KeyState, SigningKeyRecord, Store, StoreError};
@@ -56,6 +59,8 @@ pub enum KeyError {
     Store(#[from] StoreError),
     #[error("a stored signing key is unusable: {0}")]
     Corrupt(String),
+    #[error("SECRET_KEY is set: tokens are HS256 with that secret and there are no stored keys")]
+    NotStored,
     #[error("cannot generate a signing key")]
     Generate,
 }
@@ -94,12 +99,17 @@ impl Keyring {
         store: &Store,
         clock: &dyn Clock,
         retention_cutoff: DateTime<Utc>,
+        sealer: &Sealer,
     ) -> Result<Self, KeyError> {
         let mut records = store.signing_keys().await?;
+        if records.iter().any(|record| !is_sealed(record)) {
+            seal_stored_keys(store, &records, sealer).await?;
+            records = store.signing_keys().await?;
+        }
         if !records.iter().any(|key| key.state == KeyState::Active) {
             let generation = records.first().map_or(1, |newest| newest.generation + 1);
             match store
-                .insert_signing_key(&generate(generation, clock)?)
+                .insert_signing_key(&sealed(generate(generation, clock)?, sealer)?)
                 .await
             {
                 // Another instance created this generation first: use theirs.
@@ -108,7 +118,7 @@ impl Keyring {
             }
             records = store.signing_keys().await?;
         }
-        Self::from_records(&records, retention_cutoff)
+        Self::from_records(&records, retention_cutoff, sealer)
     }
 
     /// Every stored key, without private halves; for `keys list`.
@@ -120,10 +130,14 @@ impl Keyring {
 
     /// Makes a new key the signing key; earlier ones keep verifying until retention ends.
     #[tracing::instrument(level = "info", skip_all)]
-    pub async fn rotate(store: &Store, clock: &dyn Clock) -> Result<String, KeyError> {
+    pub async fn rotate(
+        store: &Store,
+        clock: &dyn Clock,
+        sealer: &Sealer,
+    ) -> Result<String, KeyError> {
         let records = store.signing_keys().await?;
         let generation = records.first().map_or(1, |newest| newest.generation + 1);
-        let key = generate(generation, clock)?;
+        let key = sealed(generate(generation, clock)?, sealer)?;
         store.rotate_signing_key(&key).await?;
         Ok(key.kid)
     }
@@ -131,6 +145,7 @@ impl Keyring {
     fn from_records(
         records: &[SigningKeyRecord],
         retention_cutoff: DateTime<Utc>,
+        sealer: &Sealer,
     ) -> Result<Self, KeyError> {
         let mut verifying = HashMap::new();
         let mut published = Vec::new();
@@ -147,9 +162,7 @@ impl Keyring {
                     record.kid, record.algorithm
                 )));
             }
-            let pkcs8 = STANDARD
-                .decode(record.private_key.expose_secret())
-                .map_err(|_| KeyError::Corrupt(format!("key {} is not base64", record.kid)))?;
+            let pkcs8 = private_pkcs8(record, sealer)?;
             let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| {
                 KeyError::Corrupt(format!("key {} is not an Ed25519 PKCS#8 key", record.kid))
             })?;
@@ -213,6 +226,70 @@ fn generate(generation: i64, clock: &dyn Clock) -> Result<SigningKeyRecord, KeyE
     })
 }
 
+/// What a private key is bound to when sealed.
+fn binding(kid: &str) -> String {
+    format!("signing-key:{kid}")
+}
+
+fn is_sealed(record: &SigningKeyRecord) -> bool {
+    record.private_key.expose_secret().starts_with("v1.")
+}
+
+/// `record` with its private key sealed.
+fn sealed(mut record: SigningKeyRecord, sealer: &Sealer) -> Result<SigningKeyRecord, KeyError> {
+    let text = sealer
+        .seal(
+            record.private_key.expose_secret().as_bytes(),
+            &binding(&record.kid),
+        )
+        .map_err(|_| KeyError::Generate)?;
+    record.private_key = SecretString::from(text);
+    Ok(record)
+}
+
+/// Seals the rows stored in the clear by an earlier latchkey; a row another
+/// instance sealed meanwhile is left as it is.
+async fn seal_stored_keys(
+    store: &Store,
+    records: &[SigningKeyRecord],
+    sealer: &Sealer,
+) -> Result<(), KeyError> {
+    for record in records.iter().filter(|record| !is_sealed(record)) {
+        let replacement = sealed(record.clone(), sealer)?;
+        store
+            .replace_private_key(
+                &record.kid,
+                record.private_key.expose_secret(),
+                replacement.private_key.expose_secret(),
+            )
+            .await?;
+        tracing::info!(kid = %record.kid, "sealed a stored signing key with the encryption key");
+    }
+    Ok(())
+}
+
+/// The PKCS#8 document of a stored key, sealed or (from before sealing) not.
+fn private_pkcs8(
+    record: &SigningKeyRecord,
+    sealer: &Sealer,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+    let stored = record.private_key.expose_secret();
+    let base64_text = if is_sealed(record) {
+        sealer.open(stored, &binding(&record.kid)).map_err(|_| {
+            KeyError::Corrupt(format!(
+                "key {} does not open with the encryption key",
+                record.kid
+            ))
+        })?
+    } else {
+        zeroize::Zeroizing::new(stored.as_bytes().to_vec())
+    };
+    STANDARD
+        .decode(base64_text.as_slice())
+        .map(zeroize::Zeroizing::new)
+        .map_err(|_| KeyError::Corrupt(format!("key {} is not base64", record.kid)))
+}
+
 /// RFC 7638 thumbprint of an Ed25519 public JWK: SHA-256 over its required members in order.
 fn thumbprint(x: &str) -> String {
     let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
@@ -235,10 +312,31 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
 
+    fn sealer() -> crate::auth::Sealer {
+        crate::auth::Sealer::parse(&crate::auth::Sealer::generate().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn sealed_and_legacy_private_keys_both_load() {
+        let sealer = sealer();
+        let plain = generate(1, &SystemClock).unwrap();
+        let sealed = super::sealed(plain.clone(), &sealer).unwrap();
+        assert!(sealed.private_key.expose_secret().starts_with("v1."));
+        for record in [plain.clone(), sealed.clone()] {
+            let records = std::slice::from_ref(&record);
+            let keyring = Keyring::from_records(records, Utc::now(), &sealer).unwrap();
+            assert_eq!(keyring.signing.kid, plain.kid);
+        }
+        let stranger = self::sealer();
+        let refused = Keyring::from_records(std::slice::from_ref(&sealed), Utc::now(), &stranger);
+        assert!(refused.is_err());
+    }
+
     #[test]
     fn generated_keys_load_and_publish_only_the_public_half() {
         let record = generate(1, &SystemClock).unwrap();
-        let keyring = Keyring::from_records(std::slice::from_ref(&record), Utc::now()).unwrap();
+        let keyring =
+            Keyring::from_records(std::slice::from_ref(&record), Utc::now(), &sealer()).unwrap();
         assert_eq!(keyring.signing.kid, record.kid);
         let published = serde_json::to_string(keyring.public_keys()).unwrap();
         assert!(!published.contains(record.private_key.expose_secret()));
@@ -256,11 +354,14 @@ mod tests {
         };
         let new = generate(2, &SystemClock).unwrap();
         let records = [new.clone(), old.clone()];
-        let keyring = Keyring::from_records(&records, now - chrono::Duration::minutes(16)).unwrap();
+        let keyring =
+            Keyring::from_records(&records, now - chrono::Duration::minutes(16), &sealer())
+                .unwrap();
         assert_eq!(keyring.signing.kid, new.kid);
         assert!(keyring.verifying.contains_key(&old.kid));
         assert_eq!(keyring.public_keys().len(), 2);
-        let later = Keyring::from_records(&records, now + chrono::Duration::seconds(1)).unwrap();
+        let later =
+            Keyring::from_records(&records, now + chrono::Duration::seconds(1), &sealer()).unwrap();
         assert!(!later.verifying.contains_key(&old.kid));
         assert_eq!(later.public_keys().len(), 1);
     }

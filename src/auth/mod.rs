@@ -166,13 +166,24 @@ impl Auth {
         Ok(claims)
     }
 
+    /// Makes a new signing key active (sealed with the encryption key);
+    /// earlier ones keep verifying until their tokens expire.
+    pub async fn rotate_signing_key(&self) -> Result<String, AuthError> {
+        if !self.tokens.keyring().is_stored() {
+            return Err(AuthError::Keys(KeyError::NotStored));
+        }
+        Ok(Keyring::rotate(&self.store, self.clock.as_ref(), &self.sealer).await?)
+    }
+
     /// Brings the revocation set and the signing keys up to date with the
     /// database; run on a short interval by the server.
     pub async fn poll_shared_state(&self, reload_keys: bool) -> Result<(), AuthError> {
         self.sync_revocations().await?;
         if reload_keys && self.tokens.keyring().is_stored() {
             let cutoff = self.clock.now() - token_retention(self.tokens.lifetime());
-            let keyring = Keyring::load_or_create(&self.store, self.clock.as_ref(), cutoff).await?;
+            let keyring =
+                Keyring::load_or_create(&self.store, self.clock.as_ref(), cutoff, &self.sealer)
+                    .await?;
             // A key gone from the database (an operator removing a leaked
             // one) must stop its tokens at once, cached or not.
             let before = self.tokens.keyring();

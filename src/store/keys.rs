@@ -99,6 +99,26 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a key's stored private half, only if it is still `expected`.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn replace_private_key(
+        &self,
+        kid: &str,
+        expected: &str,
+        replacement: &str,
+    ) -> Result<(), StoreError> {
+        signing_key::Entity::update_many()
+            .col_expr(
+                signing_key::Column::PrivateKey,
+                SecretColumn(replacement.to_owned()).into(),
+            )
+            .filter(signing_key::Column::Kid.eq(kid))
+            .filter(signing_key::Column::PrivateKey.eq(SecretColumn(expected.to_owned())))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Makes `key` the active signing key and retires every other active key, in one transaction.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {

@@ -20,6 +20,11 @@ async fn two_instances_on_one_database_share_their_keys() {
     let second = app.sibling(Options::default()).await;
     let token = second.alice_token().await;
     assert_eq!(app.get_resource(&token).await.status(), 200);
+    // The private half is sealed with the shared encryption key.
+    let stored = app
+        .stored_text("SELECT private_key FROM signing_keys")
+        .await;
+    assert!(stored.starts_with("v1."), "sealed at rest");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,6 @@
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
-use latchkey::auth::Keyring;
-use latchkey::clock::SystemClock;
 use serde_json::{Value, json};
 
 use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
@@ -265,7 +263,7 @@ async fn revocations_survive_a_restart() {
 async fn tokens_signed_before_a_key_rotation_still_verify() {
     let app = TestApp::spawn().await;
     let before = app.alice_token().await;
-    let new_kid = Keyring::rotate(&app.store, &SystemClock).await.unwrap();
+    let new_kid = app.auth.rotate_signing_key().await.unwrap();
     // The running server picks the new key up from the database at its next
     // key reload, triggered here rather than waited for.
     app.auth.poll_shared_state(true).await.unwrap();
@@ -298,7 +296,7 @@ async fn removing_a_signing_key_stops_its_tokens_even_once_verified() {
     // Verified once, so remembered by the bearer cache.
     assert_eq!(app.get_resource(&before).await.status(), 200);
     let old_kid = token_header(&before)["kid"].as_str().unwrap().to_owned();
-    Keyring::rotate(&app.store, &SystemClock).await.unwrap();
+    app.auth.rotate_signing_key().await.unwrap();
     // An operator removes the old key, say because it leaked.
     app.execute(&format!("DELETE FROM signing_keys WHERE kid = '{old_kid}'"))
         .await;
