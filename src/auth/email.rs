@@ -249,45 +249,27 @@ impl Auth {
         let email = parse_email(email, "email")?;
         self.email_budget(email.as_str(), context).await?;
         let normalized = email.normalized().to_owned();
-        self.in_background(context, move |auth, context| async move {
-            let Some(user) = auth.store.find_user_by_email(&normalized).await? else {
-                return Ok(());
-            };
-            if user.disabled {
-                return Ok(());
-            }
+        let notice = Notice {
+            kind: MessageKind::ResetPassword,
+            event: AuditEvent::PasswordResetRequested,
+            outcome: "message queued",
+        };
+        self.mail_account_in_background(normalized, context, notice, |auth, user| {
             let lifetime = auth.mail.policy.reset_lifetime;
-            let minted = auth.mint(&user, Purpose::ResetPassword, lifetime)?;
-            let mut outgoing = Outgoing::default();
+            let minted = auth.mint(user, Purpose::ResetPassword, lifetime)?;
             let facts = Facts {
                 link: Some(
                     auth.mailer()?
                         .link(Page::ResetPassword, minted.token.expose_secret()),
                 ),
                 minutes: Some(lifetime.num_minutes()),
-                ..Self::facts_for(&user)
+                ..Self::facts_for(user)
             };
-            outgoing.tokens.push(minted.row);
-            let preference = Self::preference(&user, &context);
-            auth.queue(
-                &mut outgoing,
-                MessageKind::ResetPassword,
-                &user.email,
-                &preference,
-                &facts,
-            )?;
-            auth.store
-                .write_outgoing(&outgoing, auth.clock.now())
-                .await?;
-            auth.mail_queued();
-            auth.audit(
-                AuditEvent::PasswordResetRequested,
-                Some(user.id),
-                &context,
-                "message queued",
-            )
-            .await;
-            Ok(())
+            let outgoing = Outgoing {
+                tokens: vec![minted.row],
+                ..Outgoing::default()
+            };
+            Ok((outgoing, facts))
         })
     }
 
@@ -500,14 +482,13 @@ impl Auth {
         let email = parse_email(email, "email")?;
         self.email_budget(email.as_str(), context).await?;
         let normalized = email.normalized().to_owned();
-        self.in_background(context, move |auth, context| async move {
-            let Some(user) = auth.store.find_user_by_email(&normalized).await? else {
-                return Ok(());
-            };
-            if user.disabled {
-                return Ok(());
-            }
-            let mut minted = auth.mint(&user, Purpose::SignIn, SIGN_IN_LIFETIME)?;
+        let notice = Notice {
+            kind: MessageKind::SignIn,
+            event: AuditEvent::SignInCodeRequested,
+            outcome: "code queued",
+        };
+        self.mail_account_in_background(normalized, context, notice, |auth, user| {
+            let mut minted = auth.mint(user, Purpose::SignIn, SIGN_IN_LIFETIME)?;
             let code = six_digits()?;
             minted.row.code_hash = Some(auth.code_hash(&minted.row.token_hash, &code));
             let facts = Facts {
@@ -517,34 +498,15 @@ impl Auth {
                 ),
                 code: Some(code),
                 minutes: Some(SIGN_IN_LIFETIME.num_minutes()),
-                ..Self::facts_for(&user)
+                ..Self::facts_for(user)
             };
-            let mut outgoing = Outgoing {
+            let outgoing = Outgoing {
                 // One live code per account: a new one replaces the old.
                 retire: Some((user.id, Purpose::SignIn.name())),
                 tokens: vec![minted.row],
                 mail: Vec::new(),
             };
-            let preference = Self::preference(&user, &context);
-            auth.queue(
-                &mut outgoing,
-                MessageKind::SignIn,
-                &user.email,
-                &preference,
-                &facts,
-            )?;
-            auth.store
-                .write_outgoing(&outgoing, auth.clock.now())
-                .await?;
-            auth.mail_queued();
-            auth.audit(
-                AuditEvent::SignInCodeRequested,
-                Some(user.id),
-                &context,
-                "code queued",
-            )
-            .await;
-            Ok(())
+            Ok((outgoing, facts))
         })
     }
 
@@ -682,6 +644,39 @@ impl Auth {
             .map_err(AuthError::Throttled)
     }
 
+    /// After the answer: finds the enabled account that has the address
+    /// and queues the message `prepare` makes for it (with its tokens);
+    /// nothing at all for an unknown or disabled account.
+    fn mail_account_in_background<F>(
+        self: &Arc<Self>,
+        normalized: String,
+        context: &ClientContext,
+        notice: Notice,
+        prepare: F,
+    ) -> Result<(), AuthError>
+    where
+        F: FnOnce(&Self, &UserRecord) -> Result<(Outgoing, Facts), AuthError> + Send + 'static,
+    {
+        self.in_background(context, move |auth, context| async move {
+            let Some(user) = auth.store.find_user_by_email(&normalized).await? else {
+                return Ok(());
+            };
+            if user.disabled {
+                return Ok(());
+            }
+            let (mut outgoing, facts) = prepare(&auth, &user)?;
+            let preference = Self::preference(&user, &context);
+            auth.queue(&mut outgoing, notice.kind, &user.email, &preference, &facts)?;
+            auth.store
+                .write_outgoing(&outgoing, auth.clock.now())
+                .await?;
+            auth.mail_queued();
+            auth.audit(notice.event, Some(user.id), &context, notice.outcome)
+                .await;
+            Ok(())
+        })
+    }
+
     /// Runs `work` after the answer, bounded: when too much is already
     /// running, the request gets 503 (the same for every address).
     fn in_background<F, Fut>(
@@ -707,6 +702,13 @@ impl Auth {
         });
         Ok(())
     }
+}
+
+/// What a background message is and how it is audited.
+struct Notice {
+    kind: MessageKind,
+    event: AuditEvent,
+    outcome: &'static str,
 }
 
 /// The mail side of [`Auth`]: the renderer (when email is configured), the

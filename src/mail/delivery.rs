@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::transport::SMTP_TIMEOUT;
 use super::{Letter, SendError, Transport};
 use crate::clock::Clock;
-use crate::store::{OutboxRecord, Store};
+use crate::store::{OutboxRecord, Settlement, Store};
 
 /// Longest a stopping server waits for the message being sent.
 pub const STOP_WITHIN: Duration = Duration::from_secs(25);
@@ -173,20 +173,27 @@ impl Delivery {
         let settled = match outcome {
             Ok(()) => {
                 tracing::info!(attempts = message.attempts + 1, "message sent");
-                self.store.mail_sent(message.id, owner, now).await?
+                self.store
+                    .settle_mail(message.id, owner, Settlement::Sent { at: now })
+                    .await?
             }
             Err(SendError::Transient(error)) if now - message.created_at < GIVE_UP_AFTER => {
                 let due_at = now + retry_delay(message.attempts);
                 tracing::warn!(%error, attempts = message.attempts + 1, %due_at, "message deferred");
-                self.store
-                    .mail_deferred(message.id, owner, due_at, &error)
-                    .await?
+                let outcome = Settlement::Deferred {
+                    until: due_at,
+                    error: &error,
+                };
+                self.store.settle_mail(message.id, owner, outcome).await?
             }
             Err(error) => {
                 tracing::error!(%error, attempts = message.attempts + 1, "message failed for good; `latchkey outbox retry` queues it again");
-                self.store
-                    .mail_failed(message.id, owner, now, &error.to_string())
-                    .await?
+                let error = error.to_string();
+                let outcome = Settlement::Failed {
+                    at: now,
+                    error: &error,
+                };
+                self.store.settle_mail(message.id, owner, outcome).await?
             }
         };
         if !settled {

@@ -30,7 +30,7 @@ pub use email_tokens::{EmailSwitch, EmailTokenRecord};
 pub use error::StoreError;
 pub use keys::{KeyState, SigningKeyRecord};
 pub use mfa::{ChallengeRecord, TotpRecord};
-pub use outbox::{NewEmailToken, NewMail, OutboxRecord, Outgoing};
+pub use outbox::{NewEmailToken, NewMail, OutboxRecord, Outgoing, Settlement};
 pub use sessions::{NewSession, Rotation, SessionRecord};
 pub use users::{NewUser, UserRecord};
 

@@ -117,6 +117,24 @@ pub(super) async fn write_outgoing<C: ConnectionTrait>(
     Ok(())
 }
 
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Settlement<'a> {
+    Sent {
+        at: DateTime<Utc>,
+    },
+    /// A transient failure: try again at `until`.
+    Deferred {
+        until: DateTime<Utc>,
+        error: &'a str,
+    },
+    /// A permanent failure, or retries exhausted: kept for `outbox retry`.
+    Failed {
+        at: DateTime<Utc>,
+        error: &'a str,
+    },
+}
+
 /// A queued message as stored.
 #[derive(Clone)]
 pub struct OutboxRecord {
@@ -289,83 +307,37 @@ impl Store {
         Ok(result.rows_affected)
     }
 
-    /// The message went out: done, and its payload (links, codes) erased.
-    /// This and the other settling calls answer `false` if the claim was lost.
+    /// Records how an attempt ended and lets go of the lease; `false` if the
+    /// claim was lost meanwhile (another instance holds the message).
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn mail_sent(
+    pub async fn settle_mail(
         &self,
         id: Uuid,
         owner: Uuid,
-        now: DateTime<Utc>,
+        outcome: Settlement<'_>,
     ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            let result = outbox::Entity::update_many()
-                .col_expr(outbox::Column::SentAt, now.into())
-                .col_expr(outbox::Column::Payload, String::new().into())
+            let mut update = outbox::Entity::update_many()
                 .col_expr(outbox::Column::Attempts, attempts_plus_one())
                 .col_expr(
                     outbox::Column::LeaseUntil,
                     Option::<DateTime<Utc>>::None.into(),
                 )
-                .col_expr(outbox::Column::LeaseOwner, Option::<Uuid>::None.into())
-                .col_expr(outbox::Column::LastError, Option::<String>::None.into())
-                .filter(held_by(id, owner))
-                .exec(&self.db)
-                .await?;
-            Ok(result.rows_affected == 1)
-        })
-        .await
-    }
-
-    /// A transient failure: try again at `due_at`.
-    #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn mail_deferred(
-        &self,
-        id: Uuid,
-        owner: Uuid,
-        due_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<bool, StoreError> {
-        with_retry(|| async {
-            let result = outbox::Entity::update_many()
-                .col_expr(outbox::Column::DueAt, due_at.into())
-                .col_expr(outbox::Column::Attempts, attempts_plus_one())
-                .col_expr(
-                    outbox::Column::LeaseUntil,
-                    Option::<DateTime<Utc>>::None.into(),
-                )
-                .col_expr(outbox::Column::LeaseOwner, Option::<Uuid>::None.into())
-                .col_expr(outbox::Column::LastError, short(error).into())
-                .filter(held_by(id, owner))
-                .exec(&self.db)
-                .await?;
-            Ok(result.rows_affected == 1)
-        })
-        .await
-    }
-
-    /// A permanent failure, or retries exhausted: given up, kept for `outbox retry`.
-    #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn mail_failed(
-        &self,
-        id: Uuid,
-        owner: Uuid,
-        now: DateTime<Utc>,
-        error: &str,
-    ) -> Result<bool, StoreError> {
-        with_retry(|| async {
-            let result = outbox::Entity::update_many()
-                .col_expr(outbox::Column::FailedAt, now.into())
-                .col_expr(outbox::Column::Attempts, attempts_plus_one())
-                .col_expr(
-                    outbox::Column::LeaseUntil,
-                    Option::<DateTime<Utc>>::None.into(),
-                )
-                .col_expr(outbox::Column::LeaseOwner, Option::<Uuid>::None.into())
-                .col_expr(outbox::Column::LastError, short(error).into())
-                .filter(held_by(id, owner))
-                .exec(&self.db)
-                .await?;
+                .col_expr(outbox::Column::LeaseOwner, Option::<Uuid>::None.into());
+            update = match outcome {
+                // Done, and its payload (links, codes) erased.
+                Settlement::Sent { at } => update
+                    .col_expr(outbox::Column::SentAt, at.into())
+                    .col_expr(outbox::Column::Payload, String::new().into())
+                    .col_expr(outbox::Column::LastError, Option::<String>::None.into()),
+                Settlement::Deferred { until, error } => update
+                    .col_expr(outbox::Column::DueAt, until.into())
+                    .col_expr(outbox::Column::LastError, short(error).into()),
+                Settlement::Failed { at, error } => update
+                    .col_expr(outbox::Column::FailedAt, at.into())
+                    .col_expr(outbox::Column::LastError, short(error).into()),
+            };
+            let result = update.filter(held_by(id, owner)).exec(&self.db).await?;
             Ok(result.rows_affected == 1)
         })
         .await
