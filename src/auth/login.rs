@@ -66,8 +66,6 @@ impl Auth {
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        // The session first: a login that raced a password change opens
-        // nothing, and must not be recorded as a success.
         if self.mail.policy.require_verified && user.email_verified_at.is_none() {
             // Only now, after the right password: the answer tells nothing
             // to someone who does not know it.
@@ -85,6 +83,8 @@ impl Auth {
             return Err(self.step_up(&user, "pwd", factors).await?);
         }
         let verified = user.email_verified_at.is_some();
+        // The session first: a login that raced a password change opens
+        // nothing, and must not be recorded as a success.
         let tokens = self
             .open_session(&user, verified, &super::AuthMethods::password(), context)
             .await?;
