@@ -16,7 +16,7 @@ use crate::auth::{
     Auth, AuthError, HashingError, HashingParams, KeyError, Keyring, PasswordHasher, SessionPolicy,
     TokenService, default_hash_concurrency, token_retention,
 };
-use crate::auth::{EmailPolicy, MailSetup, Sealer};
+use crate::auth::{EmailPolicy, MailSetup, RelyingParty, Sealer};
 
 /// The stored name of a generated encryption key.
 const ENCRYPTION_KEY_NAME: &str = "encryption_key";
@@ -212,7 +212,8 @@ async fn build_parts(
         Auth::new(
             store, hasher, tokens, clock, policy, sessions, throttle, sealer,
         )
-        .with_mail(mail),
+        .with_mail(mail)
+        .with_passkeys(build_relying_party(settings)?),
     );
     // Sessions revoked before a restart stay revoked from the first request on.
     auth.sync_revocations().await?;
@@ -312,6 +313,56 @@ fn build_mail(
         Arc::clone(&setup.wake),
     );
     Ok((setup, Some(delivery)))
+}
+
+/// The relying party of passkeys: `LATCHKEY_WEBAUTHN_RP_ID` and
+/// `LATCHKEY_WEBAUTHN_ORIGINS`, each defaulting from the public URL (the
+/// issuer unless `LATCHKEY_PUBLIC_URL` is set). A public URL on an address
+/// (no domain) gives `localhost`, and its origin plus `localhost` on its port.
+fn build_relying_party(settings: &Settings) -> Result<RelyingParty, StartupError> {
+    let public_url = settings
+        .mail
+        .public_url
+        .as_ref()
+        .map_or_else(|| settings.server.issuer(), |url| url.as_str().to_owned());
+    let public = url::Url::parse(&public_url)
+        .map_err(|error| StartupError::Setting(format!("LATCHKEY_PUBLIC_URL: {error}")))?;
+    let domain = match public.host() {
+        Some(url::Host::Domain(domain)) => Some(domain.to_ascii_lowercase()),
+        _ => None,
+    };
+    let passkeys = &settings.passkeys;
+    let rp_id = passkeys
+        .webauthn_rp_id
+        .clone()
+        .or_else(|| domain.clone())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let origins = match &passkeys.webauthn_origins {
+        Some(origins) => origins.as_slice().to_vec(),
+        None => {
+            let mut origins = vec![public.clone()];
+            if domain.is_none() {
+                let mut local = public.clone();
+                local.set_host(Some("localhost")).map_err(|error| {
+                    StartupError::Setting(format!("LATCHKEY_PUBLIC_URL: {error}"))
+                })?;
+                origins.push(local);
+                origins.retain(|origin| match origin.host() {
+                    Some(url::Host::Ipv4(address)) => address.is_loopback(),
+                    Some(url::Host::Ipv6(address)) => address.is_loopback(),
+                    _ => true,
+                });
+            }
+            origins
+        }
+    };
+    let setting = if passkeys.webauthn_origins.is_some() {
+        "LATCHKEY_WEBAUTHN_ORIGINS"
+    } else {
+        "LATCHKEY_WEBAUTHN_RP_ID"
+    };
+    RelyingParty::new(&settings.mail.product_name, &rp_id, &origins)
+        .map_err(|problem| StartupError::Setting(format!("{setting}: {problem}")))
 }
 
 /// `no-reply@` the public URL's host name (`localhost` for an address).

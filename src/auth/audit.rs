@@ -30,6 +30,10 @@ pub enum AuditEvent {
     MfaEnabled,
     MfaDisabled,
     RecoveryCodesRegenerated,
+    PasskeyAdded,
+    PasskeyRemoved,
+    /// A passkey's signature counter went backwards: possibly a clone.
+    PasskeyCloneSuspected,
 }
 
 impl AuditEvent {
@@ -52,6 +56,9 @@ impl AuditEvent {
             Self::SignInCodeRequested => "sign_in_code_requested",
             Self::MfaEnabled => "mfa_enabled",
             Self::MfaDisabled => "mfa_disabled",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
+            Self::PasskeyCloneSuspected => "passkey_clone_suspected",
             Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
         }
     }

@@ -60,6 +60,16 @@ pub enum AuthError {
     TotpNotPending,
     #[error("TOTP is not enabled")]
     TotpNotEnabled,
+    /// A WebAuthn answer that did not verify: unknown or cloned credential,
+    /// wrong origin, bad signature, or a challenge used, expired or unknown.
+    #[error("Passkey verification failed")]
+    PasskeyRejected,
+    #[error("Passkey not found")]
+    PasskeyNotFound,
+    #[error("An account holds at most 20 passkeys")]
+    TooManyPasskeys,
+    #[error("No passkey on this account")]
+    NoPasskey,
     #[error(transparent)]
     Seal(#[from] super::sealing::SealError),
     #[error("Session not found")]
@@ -83,6 +93,8 @@ pub enum AuthError {
     Keys(#[from] super::keys::KeyError),
     #[error("the system random generator failed")]
     Random,
+    #[error("the WebAuthn library failed")]
+    Webauthn(#[source] webauthn_rs_core::error::WebauthnError),
 }
 
 impl From<HashingError> for AuthError {

@@ -39,6 +39,8 @@ pub struct TotpEnrolment {
 pub enum SecondFactor {
     Code(SecretString),
     RecoveryCode(SecretString),
+    /// An assertion answering `/login/mfa/webauthn/start`.
+    Passkey(serde_json::Value),
 }
 
 impl Auth {
@@ -85,9 +87,12 @@ impl Auth {
             .is_some_and(|factor| factor.confirmed)
         {
             methods.push("totp");
-            if self.store.recovery_codes_left(user_id).await? > 0 {
-                methods.push("recovery_code");
-            }
+        }
+        if self.store.passkey_count(user_id).await? > 0 {
+            methods.push("webauthn");
+        }
+        if !methods.is_empty() && self.store.recovery_codes_left(user_id).await? > 0 {
+            methods.push("recovery_code");
         }
         Ok(methods)
     }
@@ -128,16 +133,7 @@ impl Auth {
         factor: SecondFactor,
         context: &ClientContext,
     ) -> Result<LoginOutcome, AuthError> {
-        let presented = mfa_token.expose_secret();
-        if presented.is_empty() || presented.len() > 256 {
-            return Err(AuthError::InvalidMfaToken);
-        }
-        let now = self.clock.now();
-        let challenge = self
-            .store
-            .find_mfa_challenge(&hash_secret(presented), now)
-            .await?
-            .ok_or(AuthError::InvalidMfaToken)?;
+        let challenge = self.live_mfa_challenge(mfa_token).await?;
         let user = self
             .store
             .find_user_by_id(challenge.user_id)
@@ -157,7 +153,7 @@ impl Auth {
             return Err(AuthError::InvalidMfaToken);
         }
         let methods = match self
-            .check_factor(&user, &challenge.first_factor, &factor)
+            .check_factor(&user, &challenge, &factor, context)
             .await?
         {
             Some(methods) => methods,
@@ -176,14 +172,34 @@ impl Auth {
             .await
     }
 
+    /// The unspent, unexpired challenge an `mfa_token` names.
+    pub(super) async fn live_mfa_challenge(
+        &self,
+        mfa_token: &SecretString,
+    ) -> Result<ChallengeRecord, AuthError> {
+        let presented = mfa_token.expose_secret();
+        if presented.is_empty() || presented.len() > 256 {
+            return Err(AuthError::InvalidMfaToken);
+        }
+        self.store
+            .find_mfa_challenge(&hash_secret(presented), self.clock.now())
+            .await?
+            .ok_or(AuthError::InvalidMfaToken)
+    }
+
     /// Whether `factor` is right for `user` now; the methods it proves.
     async fn check_factor(
         &self,
         user: &UserRecord,
-        first_factor: &str,
+        challenge: &ChallengeRecord,
         factor: &SecondFactor,
+        context: &ClientContext,
     ) -> Result<Option<AuthMethods>, AuthError> {
-        let first = if first_factor == "otp" { "otp" } else { "pwd" };
+        let first = if challenge.first_factor == "otp" {
+            "otp"
+        } else {
+            "pwd"
+        };
         let now = self.clock.now();
         match factor {
             SecondFactor::Code(code) => {
@@ -214,6 +230,10 @@ impl Auth {
                 let used = self.store.use_recovery_code(user.id, &hash, now).await?;
                 Ok(used.then(|| AuthMethods::from(&[first, "mfa"][..])))
             }
+            SecondFactor::Passkey(credential) => Ok(self
+                .check_passkey_factor(user, &challenge.token_hash, credential, context)
+                .await?
+                .map(|(kind, _)| AuthMethods::from(&[first, kind, "mfa"][..]))),
         }
     }
 
@@ -405,7 +425,7 @@ impl Auth {
         self.throttle
             .login_succeeded(&account_key, context.ip)
             .await;
-        self.store.remove_factors(user.id).await?;
+        self.store.remove_totp(user.id).await?;
         self.audit(
             AuditEvent::MfaDisabled,
             Some(user.id),
@@ -417,7 +437,7 @@ impl Auth {
             &user,
             principal,
             context,
-            "The authenticator app was removed; your account is protected by its password alone",
+            "The authenticator app was removed from your account",
         )
         .await;
         Ok(())
@@ -435,7 +455,8 @@ impl Auth {
         else {
             return Ok(None);
         };
-        if !self.store.remove_factors(user.id).await? {
+        let passkeys = self.store.delete_passkeys_of(user.id).await?;
+        if !self.store.remove_factors(user.id).await? && passkeys == 0 {
             return Ok(Some(false));
         }
         let operator = ClientContext {
@@ -465,7 +486,7 @@ impl Auth {
     /// and the account's address gets a notice when email is configured.
     /// Best effort, so the caller still receives its new recovery codes; a
     /// failure is logged.
-    async fn factors_changed(
+    pub(super) async fn factors_changed(
         &self,
         user: &UserRecord,
         principal: &Principal,

@@ -19,6 +19,7 @@ mod login;
 mod mfa;
 mod oauth;
 mod operations;
+mod passkeys;
 mod register;
 mod revocation;
 mod sealing;
@@ -49,6 +50,7 @@ pub use login::LoginOutcome;
 pub use mfa::{SecondFactor, TotpEnrolment};
 pub use oauth::{CreatedClient, Introspection};
 pub use operations::{MetricsSnapshot, ProviderMetadata};
+pub use passkeys::{PasskeySummary, Reauthentication, RelyingParty};
 pub use register::Registration;
 pub use revocation::RevokedSessions;
 pub use sealing::{SealError, Sealer};
@@ -115,6 +117,8 @@ pub struct Auth {
     mail: MailSetup,
     /// Seals second-factor secrets at rest.
     sealer: Sealer,
+    /// The relying party passkeys are bound to.
+    passkeys: RelyingParty,
 }
 
 impl Auth {
@@ -142,7 +146,14 @@ impl Auth {
             throttle,
             mail: MailSetup::default(),
             sealer,
+            passkeys: RelyingParty::development(),
         }
+    }
+
+    /// The relying party passkeys are bound to (by default `localhost`).
+    pub fn with_passkeys(mut self, relying_party: RelyingParty) -> Self {
+        self.passkeys = relying_party;
+        self
     }
 
     /// Email: the renderer (when configured), the delivery worker's

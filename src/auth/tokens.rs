@@ -52,9 +52,14 @@ pub struct AccessClaims {
     pub jti: String,
 }
 
-/// How a session was authenticated: RFC 8176 `amr` values.
+/// How a session was authenticated: RFC 8176 `amr` values, and the
+/// assurance level when the methods alone do not tell it (a passkey is
+/// `aal2` only when the authenticator verified the user).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthMethods(Vec<String>);
+pub struct AuthMethods {
+    methods: Vec<String>,
+    level: Option<&'static str>,
+}
 
 impl AuthMethods {
     /// A password alone.
@@ -62,36 +67,59 @@ impl AuthMethods {
         Self::from(&["pwd"][..])
     }
 
-    /// As stored with a session (comma-separated); sessions from before
-    /// factors existed were opened with a password.
+    /// `methods` at an assurance level stated rather than derived.
+    pub fn at_level(methods: &[&str], aal2: bool) -> Self {
+        Self {
+            level: Some(if aal2 { "aal2" } else { "aal1" }),
+            ..Self::from(methods)
+        }
+    }
+
+    /// As stored with a session (comma-separated, then `;aal2` when stated);
+    /// sessions from before factors existed were opened with a password.
     pub fn parse(stored: Option<&str>) -> Self {
-        match stored {
-            Some(text) if !text.is_empty() => Self(text.split(',').map(str::to_owned).collect()),
-            _ => Self::password(),
+        let Some(text) = stored.filter(|text| !text.is_empty()) else {
+            return Self::password();
+        };
+        let (methods, level) = match text.split_once(';') {
+            Some((methods, "aal2")) => (methods, Some("aal2")),
+            Some((methods, _)) => (methods, Some("aal1")),
+            None => (text, None),
+        };
+        Self {
+            methods: methods.split(',').map(str::to_owned).collect(),
+            level,
         }
     }
 
     pub fn stored(&self) -> String {
-        self.0.join(",")
+        let methods = self.methods.join(",");
+        match self.level {
+            Some(level) => format!("{methods};{level}"),
+            None => methods,
+        }
     }
 
     pub fn values(&self) -> &[String] {
-        &self.0
+        &self.methods
     }
 
-    /// `aal2` with a second factor (`mfa`) or a hardware-bound key, else `aal1`.
+    /// As stated, else `aal2` with a second factor (`mfa`), else `aal1`.
     pub fn acr(&self) -> &'static str {
-        if self.0.iter().any(|m| m == "mfa" || m == "hwk") {
-            "aal2"
-        } else {
-            "aal1"
+        match self.level {
+            Some(level) => level,
+            None if self.methods.iter().any(|m| m == "mfa") => "aal2",
+            None => "aal1",
         }
     }
 }
 
 impl From<&[&str]> for AuthMethods {
     fn from(values: &[&str]) -> Self {
-        Self(values.iter().map(|value| (*value).to_owned()).collect())
+        Self {
+            methods: values.iter().map(|value| (*value).to_owned()).collect(),
+            level: None,
+        }
     }
 }
 

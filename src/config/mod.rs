@@ -22,12 +22,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use sections::{
-    DatabaseSettings, LogSettings, MailSettings, PasswordSettings, ServerSettings, SessionSettings,
-    ThrottleSettings, TokenSettings,
+    DatabaseSettings, LogSettings, MailSettings, PasskeySettings, PasswordSettings, ServerSettings,
+    SessionSettings, ThrottleSettings, TokenSettings,
 };
 pub use values::{
     Bounded, DatabaseKind, DatabaseUrl, EncryptionKey, ForwardedHeader, Issuer, LogFormat,
-    MIN_SECRET_KEY_BYTES, Networks, SecretUrl, SigningSecret, Switch, mask_url_password,
+    MIN_SECRET_KEY_BYTES, Networks, Origins, SecretUrl, SigningSecret, Switch, mask_url_password,
 };
 
 /// Every setting latchkey reads, by section.
@@ -41,6 +41,7 @@ pub struct Settings {
     pub throttle: ThrottleSettings,
     pub logging: LogSettings,
     pub mail: MailSettings,
+    pub passkeys: PasskeySettings,
 }
 
 /// A configuration problem, worded as one line that names the setting.
@@ -90,6 +91,7 @@ impl Settings {
             throttle: extract(figment)?,
             logging: extract(figment)?,
             mail: extract(figment)?,
+            passkeys: extract(figment)?,
         };
         settings.check()?;
         Ok(settings)
@@ -103,7 +105,7 @@ impl Settings {
     }
 
     /// Each section as a JSON object of its keys, secrets already masked.
-    fn sections(&self) -> [(&'static str, serde_json::Value); 8] {
+    fn sections(&self) -> [(&'static str, serde_json::Value); 9] {
         [
             ("server", as_json(&self.server)),
             ("database", as_json(&self.database)),
@@ -113,6 +115,7 @@ impl Settings {
             ("throttle", as_json(&self.throttle)),
             ("logging", as_json(&self.logging)),
             ("mail", as_json(&self.mail)),
+            ("passkeys", as_json(&self.passkeys)),
         ]
     }
 

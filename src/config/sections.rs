@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 use super::values::{
-    Bounded, DatabaseUrl, EncryptionKey, ForwardedHeader, Issuer, LogFormat, Networks, SecretUrl,
-    SigningSecret, Switch,
+    Bounded, DatabaseUrl, EncryptionKey, ForwardedHeader, Issuer, LogFormat, Networks, Origins,
+    SecretUrl, SigningSecret, Switch,
 };
 
 /// The listener, what it is called publicly, and which peers are proxies.
@@ -283,6 +283,18 @@ impl Default for LogSettings {
             log_format: LogFormat::Text,
         }
     }
+}
+
+/// Passkeys (WebAuthn): the relying party they are bound to.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PasskeySettings {
+    /// The relying-party id (a domain) passkeys are bound to; default the
+    /// public URL's host, or `localhost` when that is an address.
+    pub webauthn_rp_id: Option<String>,
+    /// The origins ceremonies may come from (a list); default the public
+    /// URL's origin (and `localhost` on its port when that is an address).
+    pub webauthn_origins: Option<Origins>,
 }
 
 /// Email: delivery, messages, and the flows that send them.

@@ -406,6 +406,70 @@ impl Serialize for Networks {
     }
 }
 
+/// Web origins (`scheme://host[:port]`), from a comma-separated string or a
+/// TOML list; each must be `http` or `https` with a host and nothing after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origins(Vec<url::Url>);
+
+impl Origins {
+    pub fn parse(list: &str) -> Result<Self, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(parse_origin)
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|origins| {
+                if origins.is_empty() {
+                    Err("name at least one origin".to_owned())
+                } else {
+                    Ok(Self(origins))
+                }
+            })
+    }
+
+    pub fn as_slice(&self) -> &[url::Url] {
+        &self.0
+    }
+}
+
+fn parse_origin(entry: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(entry).map_err(|error| format!("{entry:?}: {error}"))?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !bare {
+        return Err(format!(
+            "{entry:?} is not an origin (http(s)://host[:port], no path)"
+        ));
+    }
+    Ok(url)
+}
+
+impl<'de> Deserialize<'de> for Origins {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            One(String),
+            Many(Vec<String>),
+        }
+        let joined = match Text::deserialize(deserializer)? {
+            Text::One(list) => list,
+            Text::Many(entries) => entries.join(","),
+        };
+        Self::parse(&joined).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Origins {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let list: Vec<String> = self
+            .0
+            .iter()
+            .map(|url| url.origin().ascii_serialization())
+            .collect();
+        serializer.serialize_str(&list.join(","))
+    }
+}
+
 /// Log line format: `text` or `json`, in any case; never a number.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -22,6 +22,9 @@ use super::state::AppState;
         (name = "origin", description = "The origin service's routes, unchanged for its clients"),
         (name = "account", description = "The caller's account"),
         (name = "sessions", description = "The caller's sessions"),
+        (name = "email", description = "Email verification, password reset, email change and sign-in codes"),
+        (name = "mfa", description = "Second factors: TOTP, recovery codes, and the second step of a login"),
+        (name = "passkeys", description = "Passkeys (WebAuthn): registration, management and passwordless sign-in"),
         (name = "oauth", description = "OAuth 2.0 and OpenID Connect endpoints"),
         (name = "operations", description = "Health, readiness and signing keys"),
     )

@@ -209,7 +209,11 @@ impl From<AuthError> for ApiError {
             | AuthError::InvalidMfaCode
             | AuthError::TotpAlreadyEnabled
             | AuthError::TotpNotPending
-            | AuthError::TotpNotEnabled => Self::BadRequest(error.to_string()),
+            | AuthError::TotpNotEnabled
+            | AuthError::PasskeyRejected
+            | AuthError::TooManyPasskeys
+            | AuthError::NoPasskey => Self::BadRequest(error.to_string()),
+            AuthError::PasskeyNotFound => Self::NotFoundDetail(error.to_string()),
             AuthError::MfaRequired { mfa_token, methods } => {
                 Self::MfaRequired(MfaRequired::new(&mfa_token, methods))
             }
@@ -231,6 +235,7 @@ impl From<AuthError> for ApiError {
             | AuthError::Keys(_)
             | AuthError::Mail(_)
             | AuthError::Seal(_)
+            | AuthError::Webauthn(_)
             | AuthError::Random => Self::Internal(ServerFault::new(error)),
         }
     }

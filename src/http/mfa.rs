@@ -193,7 +193,7 @@ async fn regenerate_recovery_codes(
     Ok(codes_response(codes))
 }
 
-/// `{mfa_token, code}` or `{mfa_token, recovery_code}`.
+/// `{mfa_token, code}`, `{mfa_token, recovery_code}` or `{mfa_token, webauthn}`.
 #[derive(Deserialize, ToSchema)]
 pub struct MfaLogin {
     #[schema(value_type = String)]
@@ -203,6 +203,10 @@ pub struct MfaLogin {
     code: Option<SecretString>,
     #[schema(value_type = Option<String>, example = "abcde-fghij")]
     recovery_code: Option<SecretString>,
+    /// A passkey assertion answering `/login/mfa/webauthn/start`, as
+    /// `PublicKeyCredential.toJSON()` gives it.
+    #[schema(value_type = Option<Object>)]
+    webauthn: Option<serde_json::Value>,
 }
 
 /// The second step of a login: the `mfa_token` of a 403 `mfa_required` and a second factor; answers like `/login`.
@@ -213,7 +217,7 @@ pub struct MfaLogin {
         (status = 400, description = "Invalid code / Invalid or expired mfa_token", body = ErrorDetail),
         (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
         (status = 415, description = "Not JSON", body = ErrorDetail),
-        (status = 422, description = "Neither a code nor a recovery code", body = ValidationErrors),
+        (status = 422, description = "Not exactly one of code, recovery_code and webauthn", body = ValidationErrors),
         (status = 429, description = "Too many attempts for this account or client; see Retry-After", body = ErrorDetail),
         (status = 503, description = "The database is unreachable; retry", body = ErrorDetail),
     ))]
@@ -223,13 +227,14 @@ async fn login_mfa(
     Client(client): Client,
     ApiJson(body): ApiJson<MfaLogin>,
 ) -> Result<Response, ApiError> {
-    let factor = match (body.code, body.recovery_code) {
-        (Some(code), None) => SecondFactor::Code(code),
-        (None, Some(code)) => SecondFactor::RecoveryCode(code),
+    let factor = match (body.code, body.recovery_code, body.webauthn) {
+        (Some(code), None, None) => SecondFactor::Code(code),
+        (None, Some(code), None) => SecondFactor::RecoveryCode(code),
+        (None, None, Some(assertion)) => SecondFactor::Passkey(assertion),
         _ => {
             return Err(ApiError::Validation(vec![ValidationIssue::body(
                 None,
-                "Send exactly one of code and recovery_code",
+                "Send exactly one of code, recovery_code and webauthn",
                 "value_error",
             )]));
         }

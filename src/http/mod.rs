@@ -16,6 +16,7 @@ mod mfa;
 mod oauth;
 mod ops;
 mod origin;
+mod passkeys;
 mod serve;
 mod sessions;
 mod state;
@@ -55,6 +56,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(me::router())
         .merge(email::router())
         .merge(mfa::router())
+        .merge(passkeys::router())
         .merge(sessions::router())
         .merge(oauth::router())
         .merge(ops::router())

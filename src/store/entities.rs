@@ -317,3 +317,52 @@ pub mod instance_secret {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod passkey {
+    use sea_orm::entity::prelude::*;
+
+    /// A WebAuthn credential: its public key and counters, as JSON.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "passkeys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        /// SHA-256 of the credential id, hex.
+        pub credential_key: String,
+        pub name: String,
+        pub credential: String,
+        pub sign_count: i64,
+        pub created_at: DateTimeUtc,
+        pub last_used_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod webauthn_ceremony {
+    use sea_orm::entity::prelude::*;
+
+    /// A WebAuthn ceremony waiting for the browser's answer.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webauthn_ceremonies")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub challenge_hash: String,
+        /// `register`, `login` or `step_up`.
+        pub purpose: String,
+        pub user_id: Option<Uuid>,
+        pub mfa_token_hash: Option<String>,
+        pub state: String,
+        pub created_at: DateTimeUtc,
+        pub expires_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -183,7 +183,34 @@ impl Store {
             .await?)
     }
 
-    /// Removes every second factor of the account: TOTP and recovery codes.
+    /// Removes the account's TOTP factor, and its recovery codes unless a
+    /// passkey remains for them to back up.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn remove_totp(&self, user_id: Uuid) -> Result<(), StoreError> {
+        use super::entities::passkey;
+        with_retry(|| async {
+            let transaction = self.db.begin().await?;
+            totp_factor::Entity::delete_many()
+                .filter(totp_factor::Column::UserId.eq(user_id))
+                .exec(&transaction)
+                .await?;
+            let passkeys = passkey::Entity::find()
+                .filter(passkey::Column::UserId.eq(user_id))
+                .count(&transaction)
+                .await?;
+            if passkeys == 0 {
+                recovery_code::Entity::delete_many()
+                    .filter(recovery_code::Column::UserId.eq(user_id))
+                    .exec(&transaction)
+                    .await?;
+            }
+            transaction.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes TOTP and the recovery codes of the account.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn remove_factors(&self, user_id: Uuid) -> Result<bool, StoreError> {
         with_retry(|| async {

@@ -16,6 +16,7 @@ mod mfa;
 pub mod migration;
 pub mod origin;
 mod outbox;
+mod passkeys;
 mod sessions;
 mod users;
 
@@ -31,6 +32,7 @@ pub use error::StoreError;
 pub use keys::{KeyState, SigningKeyRecord};
 pub use mfa::{ChallengeRecord, TotpRecord};
 pub use outbox::{NewEmailToken, NewMail, OutboxRecord, Outgoing, Settlement};
+pub use passkeys::{CeremonyRecord, NewPasskey, PasskeyRecord};
 pub use sessions::{NewSession, Rotation, SessionRecord};
 pub use users::{NewUser, UserRecord};
 

@@ -14,6 +14,7 @@ mod mfa;
 mod oauth;
 mod origin_contract;
 mod outage;
+mod passkeys;
 mod persistence;
 mod sessions;
 mod smtp;
