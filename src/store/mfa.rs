@@ -240,6 +240,11 @@ impl Store {
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         with_retry(|| async {
+            // Challenges an hour past their expiry are only clutter.
+            mfa_challenge::Entity::delete_many()
+                .filter(mfa_challenge::Column::ExpiresAt.lt(now - chrono::Duration::hours(1)))
+                .exec(&self.db)
+                .await?;
             mfa_challenge::Entity::insert(mfa_challenge::ActiveModel {
                 token_hash: Set(token_hash.to_owned()),
                 user_id: Set(user_id),

@@ -21,15 +21,22 @@ const ORIGIN: &str = "http://localhost:3000";
 struct Authenticator {
     _folder: tempfile::TempDir,
     state: PathBuf,
+    /// `uv` (verifies the user), `be` (a synced passkey), comma-separated.
+    flags: &'static str,
 }
 
 impl Authenticator {
     fn new() -> Self {
+        Self::with_flags("")
+    }
+
+    fn with_flags(flags: &'static str) -> Self {
         let folder = tempfile::tempdir().expect("temporary folder");
         let state = folder.path().join("authenticator.json");
         Self {
             _folder: folder,
             state,
+            flags,
         }
     }
 
@@ -41,15 +48,15 @@ impl Authenticator {
     }
 
     fn create(&self, options: &Value, origin: &str) -> Value {
-        run(&self.state, "create", options, origin)
+        run(&self.state, "create", options, origin, self.flags)
     }
 
     fn get(&self, options: &Value, origin: &str) -> Value {
-        run(&self.state, "get", options, origin)
+        run(&self.state, "get", options, origin, self.flags)
     }
 }
 
-fn run(state: &Path, command: &str, options: &Value, origin: &str) -> Value {
+fn run(state: &Path, command: &str, options: &Value, origin: &str, flags: &str) -> Value {
     use std::io::Write;
     let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let script = concat!(
@@ -61,6 +68,7 @@ fn run(state: &Path, command: &str, options: &Value, origin: &str) -> Value {
         .arg(command)
         .arg(state)
         .arg(origin)
+        .arg(flags)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -112,13 +120,20 @@ async fn alice_with_passkeys() -> (TestApp, ManualClock, String) {
 
 /// Registers a passkey on the token's account; the authenticator and the stored passkey.
 async fn register(app: &TestApp, token: &str) -> (Authenticator, Value) {
+    register_with(app, token, Authenticator::new()).await
+}
+
+async fn register_with(
+    app: &TestApp,
+    token: &str,
+    authenticator: Authenticator,
+) -> (Authenticator, Value) {
     let started = post(app, "/me/passkeys/register/start", Some(token), json!({})).await;
     let options = json_with_status(started, 200).await;
     let selection = &options["publicKey"]["authenticatorSelection"];
     assert_eq!(selection["residentKey"], "preferred");
     assert_eq!(selection["userVerification"], "preferred");
     assert_eq!(options["publicKey"]["rp"]["id"], "localhost");
-    let authenticator = Authenticator::new();
     let credential = authenticator.create(&options, ORIGIN);
     let finished = post(
         app,
@@ -189,6 +204,29 @@ async fn a_registered_passkey_signs_in_alone_once_per_challenge() {
     );
     let listed = json_with_status(app.get_with_token("/me/passkeys", &token).await, 200).await;
     assert!(listed[0]["last_used_at"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synced_passkey_that_verifies_the_user_signs_in_as_swk_at_aal2() {
+    let (app, _clock, token) = alice_with_passkeys().await;
+    let (authenticator, passkey) =
+        register_with(&app, &token, Authenticator::with_flags("uv,be")).await;
+    assert_eq!(passkey["backup_eligible"], true);
+    assert_eq!(passkey["backed_up"], true);
+    let (_, answer) = sign_in(&app, &authenticator).await;
+    let tokens = json_with_status(answer, 200).await;
+    let access = claims(tokens["access_token"].as_str().unwrap());
+    assert_eq!(access["amr"], json!(["swk"]));
+    assert_eq!(access["acr"], "aal2");
+    // A refresh keeps how the session was opened.
+    let refreshed = json_with_status(
+        app.refresh(tokens["refresh_token"].as_str().unwrap()).await,
+        200,
+    )
+    .await;
+    let access = claims(refreshed["access_token"].as_str().unwrap());
+    assert_eq!(access["amr"], json!(["swk"]));
+    assert_eq!(access["acr"], "aal2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,4 +442,40 @@ async fn passkeys_are_renamed_and_removed_with_proof_ending_other_sessions() {
         .stored_text("SELECT event FROM audit_events WHERE event LIKE 'passkey%' ORDER BY at")
         .await;
     assert_eq!(audited, "passkey_added\npasskey_removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relying_party_follows_the_public_url_and_refuses_origins_outside_it() {
+    // No settings: the issuer is an address, so the relying party is localhost.
+    let app = TestApp::spawn().await;
+    let options = json_with_status(
+        post(&app, "/login/passkey/start", None, json!({})).await,
+        200,
+    )
+    .await;
+    assert_eq!(options["publicKey"]["rpId"], "localhost");
+    assert_eq!(options["publicKey"]["userVerification"], "preferred");
+
+    let public = app
+        .sibling(Options::customized(|settings| {
+            settings.mail.public_url =
+                Some(latchkey::config::Issuer::parse("https://id.example.com").unwrap());
+        }))
+        .await;
+    let options = json_with_status(
+        post(&public, "/login/passkey/start", None, json!({})).await,
+        200,
+    )
+    .await;
+    assert_eq!(options["publicKey"]["rpId"], "id.example.com");
+
+    let refused = app
+        .try_sibling(Options::customized(|settings| {
+            settings.passkeys.webauthn_rp_id = Some("example.com".to_owned());
+            settings.passkeys.webauthn_origins =
+                Some(Origins::parse("https://example.org").unwrap());
+        }))
+        .await;
+    let error = refused.expect_err("an origin outside the relying-party id is refused");
+    assert!(error.contains("LATCHKEY_WEBAUTHN_ORIGINS"), "{error}");
 }

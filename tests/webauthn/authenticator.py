@@ -2,20 +2,28 @@
 soft-webauthn (a P-256 key, 'none' attestation, a signature counter),
 speaking the server's WebAuthn JSON.
 
-    python3 authenticator.py create STATE ORIGIN < creation-options.json
-    python3 authenticator.py get STATE ORIGIN < request-options.json
+    python3 authenticator.py create STATE ORIGIN [FLAGS] < creation-options.json
+    python3 authenticator.py get STATE ORIGIN [FLAGS] < request-options.json
 
 Each prints the PublicKeyCredential as JSON (binary fields base64url) and
 keeps the authenticator (its key and counter) in the file STATE, so a copy
-of that file is a cloned authenticator.
+of that file is a cloned authenticator. soft-webauthn only ever reports user
+presence; FLAGS (`uv`, `be`, comma-separated) sets the user-verified and
+backup-eligible-and-backed-up bits in its authenticator data, re-signing the
+assertion with the same key.
 """
 
 import base64
 import json
 import sys
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fido2 import cbor
+from fido2.utils import sha256
 from soft_webauthn import SoftWebauthnDevice
+
+FLAG_BITS = {"uv": 0x04, "be": 0x08 | 0x10}
 
 
 def b64decode(text):
@@ -72,8 +80,30 @@ def as_json(credential):
     }
 
 
+def with_flags(device, credential, bits):
+    """Sets `bits` in the flags byte (after the 32-byte RP id hash)."""
+    response = credential["response"]
+    if "attestationObject" in response:
+        attestation = cbor.decode(response["attestationObject"])
+        data = bytearray(attestation["authData"])
+        data[32] |= bits
+        attestation["authData"] = bytes(data)
+        response["attestationObject"] = cbor.encode(attestation)
+    else:
+        data = bytearray(response["authenticatorData"])
+        data[32] |= bits
+        response["authenticatorData"] = bytes(data)
+        signed = bytes(data) + sha256(response["clientDataJSON"])
+        response["signature"] = device.private_key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    return credential
+
+
 def main():
     command, path, origin = sys.argv[1:4]
+    flags = sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[4] else []
+    bits = 0
+    for flag in flags:
+        bits |= FLAG_BITS[flag]
     options = json.load(sys.stdin)
     public_key = options["publicKey"]
     public_key["challenge"] = b64decode(public_key["challenge"])
@@ -86,6 +116,8 @@ def main():
         credential = device.get(options, origin)
     else:
         raise SystemExit(f"unknown command {command}")
+    if bits:
+        credential = with_flags(device, credential, bits)
     save(device, path)
     json.dump(as_json(credential), sys.stdout)
 
