@@ -9,7 +9,7 @@ use secrecy::SecretString;
 
 use std::sync::Arc;
 
-use crate::auth::{Auth, Keyring, import_origin_users};
+use crate::auth::{Actor, Auth, ClientContext, Keyring, import_origin_users};
 use crate::clock::SystemClock;
 use crate::config::{Settings, mask_url_password};
 use crate::startup::{Application, build_auth};
@@ -64,6 +64,39 @@ enum Command {
     /// Inspect and re-queue outgoing email.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Manage API keys for the admin API.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeysCommand),
+    /// Manage roles.
+    #[command(subcommand)]
+    Roles(RolesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeysCommand {
+    /// Create a key; it is printed once and stored only hashed.
+    Create {
+        name: String,
+        /// Comma-separated: admin:users, admin:audit, admin:webhooks, admin:keys.
+        #[arg(long = "scope", value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+    },
+    /// List keys: id, name, scopes, created, last used, revoked.
+    List,
+    /// Revoke a key; it stops working at once.
+    Revoke { id: uuid::Uuid },
+}
+
+#[derive(Debug, Subcommand)]
+enum RolesCommand {
+    /// Create a role (`admin` opens the admin API to the accounts holding it).
+    Create {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List roles.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,8 +116,14 @@ enum UsersCommand {
     Disable { name: String },
     /// Enable a disabled account.
     Enable { name: String },
-    /// Remove every second factor of an account (TOTP, recovery codes), for support.
+    /// Remove every second factor of an account (TOTP, passkeys, recovery codes), for support.
     MfaReset { name: String },
+    /// Set the roles an account holds (comma-separated; each created first).
+    SetRoles {
+        name: String,
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
     /// List accounts, oldest first.
     List {
         #[arg(long, default_value_t = 100)]
@@ -142,6 +181,8 @@ pub fn run() -> ExitCode {
                 create_client(settings, &name).await
             }
             Command::Outbox(command) => outbox(settings, command).await,
+            Command::ApiKeys(command) => api_keys(settings, command).await,
+            Command::Roles(command) => roles(settings, command).await,
         }
     });
     match outcome {
@@ -209,6 +250,15 @@ async fn users(settings: Settings, command: UsersCommand) -> CommandResult {
                 "{name}: every second factor removed and the account told; the password alone signs in"
             ),
         },
+        UsersCommand::SetRoles { name, roles } => {
+            let (actor, context) = operator();
+            let user = auth
+                .find_account(&name)
+                .await?
+                .ok_or_else(|| format!("no account named {name}"))?;
+            let user = auth.set_roles(user.id, roles, &actor, &context).await?;
+            println!("{name} holds: {}", user.roles.join(","));
+        }
         UsersCommand::List { limit } => {
             for user in auth.list_users(limit).await? {
                 let state = if user.disabled { "disabled" } else { "enabled" };
@@ -309,6 +359,75 @@ async fn outbox(settings: Settings, command: OutboxCommand) -> CommandResult {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+fn operator() -> (Actor, ClientContext) {
+    let context = ClientContext {
+        user_agent: Some("latchkey command line".to_owned()),
+        ..ClientContext::default()
+    };
+    (Actor::Operator, context)
+}
+
+async fn api_keys(settings: Settings, command: ApiKeysCommand) -> CommandResult {
+    let auth = build_auth(&settings, Arc::new(SystemClock)).await?;
+    let (actor, context) = operator();
+    match command {
+        ApiKeysCommand::Create { name, scopes } => {
+            let (record, key) = auth
+                .create_api_key(&name, &scopes, &actor, &context)
+                .await?;
+            println!("id: {}", record.id);
+            println!("key: {}", secrecy::ExposeSecret::expose_secret(&key));
+            println!("scopes: {}", record.scopes.join(","));
+            println!("(the key is shown only now; it is stored hashed)");
+        }
+        ApiKeysCommand::List => {
+            for key in auth.list_api_keys().await? {
+                let when = |at: Option<chrono::DateTime<chrono::Utc>>| {
+                    at.map_or_else(|| "-".to_owned(), |at| at.to_rfc3339())
+                };
+                println!(
+                    "{}\t{}\t{}\tcreated {}\tlast used {}\trevoked {}",
+                    key.id,
+                    key.name,
+                    key.scopes.join(","),
+                    key.created_at.to_rfc3339(),
+                    when(key.last_used_at),
+                    when(key.revoked_at),
+                );
+            }
+        }
+        ApiKeysCommand::Revoke { id } => {
+            if !auth.revoke_api_key(id, &actor, &context).await? {
+                return Err(format!("no live API key {id}").into());
+            }
+            println!("API key {id} is revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn roles(settings: Settings, command: RolesCommand) -> CommandResult {
+    let auth = build_auth(&settings, Arc::new(SystemClock)).await?;
+    let (actor, context) = operator();
+    match command {
+        RolesCommand::Create { name, description } => {
+            auth.create_role(&name, description.as_deref(), &actor, &context)
+                .await?;
+            println!("role {name} created");
+        }
+        RolesCommand::List => {
+            for role in auth.list_roles().await? {
+                println!(
+                    "{}\t{}",
+                    role.name,
+                    role.description.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
     Ok(())
 }
 

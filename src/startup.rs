@@ -398,7 +398,8 @@ async fn build_tokens(
         settings.tokens.audience.clone(),
         lifetime,
         Arc::clone(clock),
-    ))
+    )
+    .with_metadata_claim(settings.tokens.app_metadata_claim.clone()))
 }
 
 fn trusted_proxies(server: &config::ServerSettings) -> TrustedProxies {

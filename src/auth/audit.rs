@@ -34,6 +34,14 @@ pub enum AuditEvent {
     PasskeyRemoved,
     /// A passkey's signature counter went backwards: possibly a clone.
     PasskeyCloneSuspected,
+    UserCreated,
+    UserUpdated,
+    UserUnlocked,
+    RolesChanged,
+    RoleCreated,
+    SessionsEnded,
+    ApiKeyCreated,
+    ApiKeyRevoked,
 }
 
 impl AuditEvent {
@@ -59,6 +67,14 @@ impl AuditEvent {
             Self::PasskeyAdded => "passkey_added",
             Self::PasskeyRemoved => "passkey_removed",
             Self::PasskeyCloneSuspected => "passkey_clone_suspected",
+            Self::UserCreated => "user_created",
+            Self::UserUpdated => "user_updated",
+            Self::UserUnlocked => "user_unlocked",
+            Self::RolesChanged => "roles_changed",
+            Self::RoleCreated => "role_created",
+            Self::SessionsEnded => "sessions_ended",
+            Self::ApiKeyCreated => "api_key_created",
+            Self::ApiKeyRevoked => "api_key_revoked",
             Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
         }
     }

@@ -79,6 +79,7 @@ impl Auth {
                     username: Arc::from(claims.preferred_username),
                     exp: claims.exp,
                 };
+                self.check_session_exists(&verified).await?;
                 self.verified.insert(token, verified.clone());
                 verified
             }
@@ -93,6 +94,23 @@ impl Auth {
             username: verified.username,
             session_id: verified.session_id,
         })
+    }
+
+    /// Once per token and instance (the verification is remembered after):
+    /// its session must exist for its user, so a validly signed token whose
+    /// `sub` or `sid` names nothing (a deleted account, a session that never
+    /// was) is refused. While the database is unreachable the signature is
+    /// trusted, as every later request of a remembered token is.
+    async fn check_session_exists(&self, verified: &Verified) -> Result<(), AuthError> {
+        match self.store.find_session(verified.session_id).await {
+            Ok(Some(session)) if session.user_id == verified.user_id => Ok(()),
+            Ok(_) => Err(AuthError::InvalidToken),
+            Err(error) if error.is_unavailable() => {
+                tracing::debug!(error = %crate::telemetry::error_chain(&error), "the session of a new token could not be looked up; trusting its signature");
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The caller's account, read from the database; for routes that show it.

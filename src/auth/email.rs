@@ -273,6 +273,49 @@ impl Auth {
         })
     }
 
+    /// An account made by an admin without a password: a password-reset link
+    /// to choose one, queued now (the admin knows the account exists).
+    pub(crate) async fn invite(
+        &self,
+        user: &UserRecord,
+        context: &ClientContext,
+    ) -> Result<(), AuthError> {
+        let lifetime = self.mail.policy.reset_lifetime;
+        let minted = self.mint(user, Purpose::ResetPassword, lifetime)?;
+        let facts = Facts {
+            link: Some(
+                self.mailer()?
+                    .link(Page::ResetPassword, minted.token.expose_secret()),
+            ),
+            minutes: Some(lifetime.num_minutes()),
+            ..Self::facts_for(user)
+        };
+        let mut outgoing = Outgoing {
+            tokens: vec![minted.row],
+            ..Outgoing::default()
+        };
+        let preference = Self::preference(user, context);
+        self.queue(
+            &mut outgoing,
+            MessageKind::ResetPassword,
+            &user.email,
+            &preference,
+            &facts,
+        )?;
+        self.store
+            .write_outgoing(&outgoing, self.clock.now())
+            .await?;
+        self.mail_queued();
+        self.audit(
+            AuditEvent::PasswordResetRequested,
+            Some(user.id),
+            context,
+            "invitation queued",
+        )
+        .await;
+        Ok(())
+    }
+
     /// `POST /password/reset`: sets the password, ends every session, clears
     /// the account's lockout and marks the address verified.
     #[tracing::instrument(level = "info", skip_all)]

@@ -70,6 +70,14 @@ pub enum AuthError {
     TooManyPasskeys,
     #[error("No passkey on this account")]
     NoPasskey,
+    /// Authenticated, but not allowed (a normal account at an admin route,
+    /// an API key without the route's scope).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("User not found")]
+    UserNotFound,
+    #[error("Role already exists")]
+    RoleExists,
     #[error(transparent)]
     Seal(#[from] super::sealing::SealError),
     #[error("Session not found")]

@@ -455,23 +455,31 @@ impl Auth {
         else {
             return Ok(None);
         };
+        Ok(Some(
+            self.remove_every_factor(&user, "every factor removed by an operator")
+                .await?,
+        ))
+    }
+
+    /// Removes TOTP, passkeys and recovery codes; audits it and tells the
+    /// account's address. `false` when it had none.
+    pub(super) async fn remove_every_factor(
+        &self,
+        user: &UserRecord,
+        outcome: &str,
+    ) -> Result<bool, AuthError> {
         let passkeys = self.store.delete_passkeys_of(user.id).await?;
         if !self.store.remove_factors(user.id).await? && passkeys == 0 {
-            return Ok(Some(false));
+            return Ok(false);
         }
         let operator = ClientContext {
             user_agent: Some("latchkey command line".to_owned()),
             ..ClientContext::default()
         };
-        self.audit(
-            AuditEvent::MfaDisabled,
-            Some(user.id),
-            &operator,
-            "every factor removed by an operator",
-        )
-        .await;
+        self.audit(AuditEvent::MfaDisabled, Some(user.id), &operator, outcome)
+            .await;
         let notice = self.security_notice(
-            &user,
+            user,
             &operator,
             "Support removed every second factor from your account; it is protected by its password alone",
         )?;
@@ -479,7 +487,35 @@ impl Auth {
             self.store.write_outgoing(&notice, self.clock.now()).await?;
             self.mail_queued();
         }
-        Ok(Some(true))
+        Ok(true)
+    }
+
+    /// Whether `code` is the account's current TOTP code (each time step
+    /// once); a wrong one counts towards the lockout.
+    pub(super) async fn check_current_totp(
+        &self,
+        user: &UserRecord,
+        code: &SecretString,
+        context: &ClientContext,
+    ) -> Result<bool, AuthError> {
+        let Some(totp) = self
+            .store
+            .totp_factor(user.id)
+            .await?
+            .filter(|factor| factor.confirmed)
+        else {
+            return Err(AuthError::TotpNotEnabled);
+        };
+        let fresh = match self.totp_step(user.id, &totp.sealed_secret, code.expose_secret())? {
+            Some(step) => self.store.accept_totp_step(user.id, step, None).await?,
+            None => false,
+        };
+        if !fresh {
+            let account_key = normalize_login_name(&user.username);
+            self.count_wrong_password(&account_key, Some(user.id), context, "wrong second factor")
+                .await;
+        }
+        Ok(fresh)
     }
 
     /// After a change of factors (already committed): the other sessions end,

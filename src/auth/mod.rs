@@ -8,6 +8,7 @@
 //! its user exists and is enabled.
 
 mod account;
+mod admin;
 mod audit;
 mod bearer;
 mod email;
@@ -38,6 +39,10 @@ use crate::clock::Clock;
 use crate::domain::PasswordPolicy;
 use crate::store::{Store, UserRecord};
 
+pub use admin::{
+    ADMIN_ROLE, API_KEY_PREFIX, AccountEdit, Actor, AdminAuditEntry, AdminScope, AdminUser,
+    NewAccount, Page, UserQuery,
+};
 pub use audit::AuditEvent;
 pub use email::{BACKGROUND_LOOKUPS, EmailPolicy, MailSetup};
 pub use error::{AuthError, FieldProblem};
@@ -71,11 +76,16 @@ pub struct Account {
     pub created_at: DateTime<Utc>,
     pub email_verified: bool,
     pub locale: Option<String>,
+    pub roles: Vec<String>,
+    /// A JSON object the user writes (`{}` when never set).
+    pub user_metadata: serde_json::Value,
 }
 
 impl From<UserRecord> for Account {
     fn from(user: UserRecord) -> Self {
         Self {
+            user_metadata: admin::metadata_value(user.user_metadata.as_deref()),
+            roles: user.roles,
             id: user.id,
             username: user.username,
             email: user.email,

@@ -74,6 +74,9 @@ impl Auth {
             credential_version: 0,
             email_verified_at: None,
             locale,
+            roles: Vec::new(),
+            app_metadata: None,
+            user_metadata: None,
         };
         let outgoing = self.verification_outgoing(&user, context)?;
         let inserted = self

@@ -18,8 +18,9 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Default)]
 pub struct RevokedSessions {
     revoked: RwLock<HashMap<Uuid, DateTime<Utc>>>,
-    /// Disabled accounts; disabling also revokes their sessions, but an
-    /// account disabled in the database by other means is caught here too.
+    /// Disabled and recently deleted accounts; disabling also revokes their
+    /// sessions, but an account disabled in the database by other means is
+    /// caught here too.
     disabled_users: RwLock<HashSet<Uuid>>,
 }
 
@@ -36,6 +37,14 @@ impl RevokedSessions {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .contains(user_id)
+    }
+
+    /// Records an account disabled or deleted here, before the next poll.
+    pub fn insert_user(&self, user_id: Uuid) {
+        self.disabled_users
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(user_id);
     }
 
     /// Records a revocation made here, so this instance honours it before the next poll.
@@ -56,7 +65,9 @@ impl RevokedSessions {
     ) -> Result<(), StoreError> {
         let cutoff = now - retention;
         let recent = store.revoked_since(cutoff).await?;
-        let disabled = store.disabled_user_ids().await?;
+        let mut disabled = store.disabled_user_ids().await?;
+        // Deleted accounts are gone from `users`: their ids are kept apart.
+        disabled.extend(store.deleted_since(cutoff).await?);
         *self
             .disabled_users
             .write()

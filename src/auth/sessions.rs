@@ -84,9 +84,17 @@ impl Auth {
                 StoreError::StaleCredential => AuthError::InvalidCredentials,
                 other => AuthError::Store(other),
             })?;
-        let access =
-            self.tokens
-                .issue(user_id, &user.username, session_id, email_verified, methods)?;
+        let access = self.tokens.issue_with(
+            user_id,
+            &user.username,
+            session_id,
+            email_verified,
+            methods,
+            super::tokens::Grants {
+                roles: &user.roles,
+                app_metadata: user.app_metadata.as_deref(),
+            },
+        )?;
         Ok(TokenPair {
             access,
             refresh_token,
@@ -155,12 +163,16 @@ impl Auth {
                 return Err(AuthError::InvalidGrant("the account is disabled"));
             }
         };
-        let access = self.tokens.issue(
+        let access = self.tokens.issue_with(
             user.id,
             &user.username,
             session.id,
             user.email_verified_at.is_some(),
             &super::AuthMethods::parse(session.amr.as_deref()),
+            super::tokens::Grants {
+                roles: &user.roles,
+                app_metadata: user.app_metadata.as_deref(),
+            },
         )?;
         Ok(TokenPair {
             access,

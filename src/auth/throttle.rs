@@ -149,6 +149,18 @@ impl Throttle {
         }
     }
 
+    /// An operator's unlock: the account-wide lock and every client's lock
+    /// on the account end.
+    pub async fn unlock(&self, account: &str) {
+        if self.policy.enabled {
+            let now = self.now_ms();
+            self.counters.clear(&account_key(account), now).await;
+            self.counters
+                .clear_prefix(&account_clients_prefix(account), now)
+                .await;
+        }
+    }
+
     /// How long logins for this account, or from this client, are refused.
     pub async fn login_blocked(&self, account: &str, client: Option<IpAddr>) -> Option<Duration> {
         if !self.policy.enabled {
@@ -217,8 +229,15 @@ fn account_key(account: &str) -> String {
     format!("account:{account}")
 }
 
+/// The account first, then a separator no login name holds (control
+/// characters are refused everywhere), so every client's lock on one account
+/// shares a prefix.
 fn account_client_key(account: &str, client: Option<IpAddr>) -> String {
-    format!("account-client:{}:{account}", client_unit(client))
+    format!("{}{}", account_clients_prefix(account), client_unit(client))
+}
+
+fn account_clients_prefix(account: &str) -> String {
+    format!("account-client:{account}\u{1f}")
 }
 
 fn client_key(client: Option<IpAddr>) -> String {

@@ -46,6 +46,12 @@ pub struct AccessClaims {
     /// The assurance level: `aal1`, or `aal2` with a second factor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acr: Option<String>,
+    /// The roles the account held when the token was issued.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The account's `app_metadata`, under the configured claim name.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -150,6 +156,16 @@ pub struct TokenService {
     audience: String,
     lifetime: Duration,
     clock: Arc<dyn Clock>,
+    /// The claim `app_metadata` is copied under.
+    metadata_claim: String,
+}
+
+/// What an account adds to its tokens beyond who it is.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Grants<'a> {
+    pub roles: &'a [String],
+    /// A JSON object, as stored.
+    pub app_metadata: Option<&'a str>,
 }
 
 impl TokenService {
@@ -166,7 +182,14 @@ impl TokenService {
             audience,
             lifetime,
             clock,
+            metadata_claim: "app_metadata".to_owned(),
         }
+    }
+
+    /// Copies `app_metadata` into tokens under `claim` instead.
+    pub fn with_metadata_claim(mut self, claim: String) -> Self {
+        self.metadata_claim = claim;
+        self
     }
 
     /// The keys in use now; cheap (an `Arc` clone).
@@ -203,7 +226,35 @@ impl TokenService {
         email_verified: bool,
         methods: &AuthMethods,
     ) -> Result<IssuedToken, TokenError> {
+        self.issue_with(
+            user_id,
+            username,
+            session_id,
+            email_verified,
+            methods,
+            Grants::default(),
+        )
+    }
+
+    /// A token that also carries the account's roles and `app_metadata`.
+    pub fn issue_with(
+        &self,
+        user_id: Uuid,
+        username: &str,
+        session_id: Uuid,
+        email_verified: bool,
+        methods: &AuthMethods,
+        grants: Grants<'_>,
+    ) -> Result<IssuedToken, TokenError> {
         let now = self.clock.now().timestamp();
+        let mut extra = serde_json::Map::new();
+        if let Some(metadata) = grants
+            .app_metadata
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+            .filter(|value| value.as_object().is_some_and(|object| !object.is_empty()))
+        {
+            extra.insert(self.metadata_claim.clone(), metadata);
+        }
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -217,6 +268,8 @@ impl TokenService {
             nbf: now,
             exp: now + self.lifetime.num_seconds(),
             jti: Uuid::now_v7().to_string(),
+            roles: grants.roles.to_vec(),
+            extra,
         };
         let keyring = self.keyring();
         let signing = &keyring.signing;

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 pub use sections::{
     DatabaseSettings, LogSettings, MailSettings, PasskeySettings, PasswordSettings, ServerSettings,
-    SessionSettings, ThrottleSettings, TokenSettings,
+    SessionSettings, ThrottleSettings, TokenSettings, WebhookSettings,
 };
 pub use values::{
     Bounded, DatabaseKind, DatabaseUrl, EncryptionKey, ForwardedHeader, Issuer, LogFormat,
@@ -42,6 +42,7 @@ pub struct Settings {
     pub logging: LogSettings,
     pub mail: MailSettings,
     pub passkeys: PasskeySettings,
+    pub webhooks: WebhookSettings,
 }
 
 /// A configuration problem, worded as one line that names the setting.
@@ -92,6 +93,7 @@ impl Settings {
             logging: extract(figment)?,
             mail: extract(figment)?,
             passkeys: extract(figment)?,
+            webhooks: extract(figment)?,
         };
         settings.check()?;
         Ok(settings)
@@ -99,13 +101,14 @@ impl Settings {
 
     /// The rules that tie two settings together, which no single type keeps.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.tokens.check()?;
         self.passwords.check()?;
         self.throttle.check()?;
         self.mail.check()
     }
 
     /// Each section as a JSON object of its keys, secrets already masked.
-    fn sections(&self) -> [(&'static str, serde_json::Value); 9] {
+    fn sections(&self) -> [(&'static str, serde_json::Value); 10] {
         [
             ("server", as_json(&self.server)),
             ("database", as_json(&self.database)),
@@ -116,6 +119,7 @@ impl Settings {
             ("logging", as_json(&self.logging)),
             ("mail", as_json(&self.mail)),
             ("passkeys", as_json(&self.passkeys)),
+            ("webhooks", as_json(&self.webhooks)),
         ]
     }
 

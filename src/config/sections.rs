@@ -96,6 +96,8 @@ pub struct TokenSettings {
     /// Key (32 bytes, base64 or hex) that seals second-factor secrets at
     /// rest; unset: one is generated on first start and kept in the database.
     pub encryption_key: Option<EncryptionKey>,
+    /// The access-token claim an account's `app_metadata` is copied under.
+    pub app_metadata_claim: String,
 }
 
 impl Default for TokenSettings {
@@ -105,8 +107,60 @@ impl Default for TokenSettings {
             access_token_expire_minutes: Bounded::clamped(15),
             audience: "latchkey".to_owned(),
             encryption_key: None,
+            app_metadata_claim: "app_metadata".to_owned(),
         }
     }
+}
+
+/// Claims a token always has; `app_metadata` must not take their place.
+const REGISTERED_CLAIMS: &[&str] = &[
+    "iss",
+    "aud",
+    "sub",
+    "preferred_username",
+    "sid",
+    "email_verified",
+    "amr",
+    "acr",
+    "roles",
+    "iat",
+    "nbf",
+    "exp",
+    "jti",
+    "scope",
+    "client_id",
+];
+
+impl TokenSettings {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        let claim = &self.app_metadata_claim;
+        let shaped = !claim.is_empty()
+            && claim.len() <= 64
+            && claim.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || b == b'_'
+                    || b == b'-'
+                    || b == b':'
+                    || b == b'/'
+                    || b == b'.'
+            });
+        if !shaped || REGISTERED_CLAIMS.contains(&claim.as_str()) {
+            return Err(ConfigError::setting(
+                "LATCHKEY_APP_METADATA_CLAIM",
+                "must be 1 to 64 letters, digits or _-:/. and not a claim latchkey sets",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The admin API's webhooks.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Let webhook URLs use http and reach loopback, private and link-local
+    /// addresses: development and tests only.
+    pub webhook_allow_private_networks: bool,
 }
 
 /// Sessions and how fast their revocation spreads.

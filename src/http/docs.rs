@@ -25,6 +25,7 @@ use super::state::AppState;
         (name = "email", description = "Email verification, password reset, email change and sign-in codes"),
         (name = "mfa", description = "Second factors: TOTP, recovery codes, and the second step of a login"),
         (name = "passkeys", description = "Passkeys (WebAuthn): registration, management and passwordless sign-in"),
+        (name = "admin", description = "The admin API: an API key with the route's scope, or an account holding the admin role"),
         (name = "oauth", description = "OAuth 2.0 and OpenID Connect endpoints"),
         (name = "operations", description = "Health, readiness and signing keys"),
     )

@@ -166,6 +166,8 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     NotFoundDetail(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("Method Not Allowed")]
     MethodNotAllowed,
     #[error("Request body too large")]
@@ -213,6 +215,9 @@ impl From<AuthError> for ApiError {
             | AuthError::PasskeyRejected
             | AuthError::TooManyPasskeys
             | AuthError::NoPasskey => Self::BadRequest(error.to_string()),
+            AuthError::RoleExists => Self::Conflict(error.to_string()),
+            AuthError::UserNotFound => Self::NotFoundDetail(error.to_string()),
+            AuthError::Forbidden(_) => Self::Forbidden(error.to_string()),
             AuthError::PasskeyNotFound => Self::NotFoundDetail(error.to_string()),
             AuthError::MfaRequired { mfa_token, methods } => {
                 Self::MfaRequired(MfaRequired::new(&mfa_token, methods))
@@ -253,6 +258,7 @@ impl IntoResponse for ApiError {
             Self::Forbidden(_) | Self::MfaRequired(_) => StatusCode::FORBIDDEN,
             Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound | Self::NotFoundDetail(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -6,6 +6,7 @@
 //! the OpenAPI document cannot drift from the router. [`router`] only merges
 //! them and adds the layers every request goes through.
 
+mod admin;
 mod client_ip;
 mod docs;
 mod email;
@@ -57,6 +58,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(email::router())
         .merge(mfa::router())
         .merge(passkeys::router())
+        .merge(admin::router())
         .merge(sessions::router())
         .merge(oauth::router())
         .merge(ops::router())

@@ -5,6 +5,7 @@
 //! types, table options) the difference lives in one place in [`migration`].
 //! Errors leave this layer as [`StoreError`], never as database text.
 
+mod admin;
 mod audit;
 mod clients;
 pub mod counters;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use secrecy::{ExposeSecret, SecretString};
 
+pub use admin::{ApiKeyRecord, AuditFilter, RoleRecord, UserChanges, UserFilter};
 pub use audit::AuditRecord;
 pub use clients::ClientRecord;
 pub use email_tokens::{EmailSwitch, EmailTokenRecord};

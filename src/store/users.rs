@@ -26,6 +26,11 @@ pub struct UserRecord {
     pub credential_version: i64,
     pub email_verified_at: Option<DateTime<Utc>>,
     pub locale: Option<String>,
+    /// Role names the account holds.
+    pub roles: Vec<String>,
+    /// JSON objects (text); `None` when never set.
+    pub app_metadata: Option<String>,
+    pub user_metadata: Option<String>,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -52,6 +57,13 @@ impl From<user::Model> for UserRecord {
             credential_version: row.credential_version,
             email_verified_at: row.email_verified_at,
             locale: row.locale,
+            roles: row
+                .roles
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default(),
+            app_metadata: row.app_metadata,
+            user_metadata: row.user_metadata,
         }
     }
 }
@@ -115,6 +127,9 @@ impl Store {
                 credential_version: Set(0),
                 email_verified_at: Set(None),
                 locale: Set(new.locale.map(str::to_owned)),
+                roles: Set(None),
+                app_metadata: Set(None),
+                user_metadata: Set(None),
             };
             if outgoing.is_empty() {
                 user::Entity::insert(row)
@@ -338,7 +353,7 @@ pub(super) async fn raise_credential_version<C: ConnectionTrait>(
 }
 
 /// `credential_version + 1`.
-fn raised_version() -> sea_orm::sea_query::Expr {
+pub(super) fn raised_version() -> sea_orm::sea_query::Expr {
     use sea_orm::sea_query::ExprTrait;
     sea_orm::sea_query::Expr::col(user::Column::CredentialVersion).add(1)
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod abuse;
+mod admin;
 mod bad_input;
 mod cli;
 mod disk;

@@ -21,6 +21,7 @@ pub async fn keeps_the_rule(store: &impl CounterStore) {
     once_locked_the_count_lasts_until_a_quiet_window(store).await;
     buckets_empty_and_refill(store).await;
     keys_are_counted_apart(store).await;
+    a_prefix_clears_only_its_keys(store).await;
 }
 
 async fn fail(store: &impl CounterStore, key: &str, at: i64) -> Option<Duration> {
@@ -94,4 +95,20 @@ async fn keys_are_counted_apart(store: &impl CounterStore) {
     assert!(locked(store, "account:one", 3).await.is_some());
     assert_eq!(locked(store, "account:other", 3).await, None);
     assert_eq!(fail(store, "account:other", 3).await, None);
+}
+
+async fn a_prefix_clears_only_its_keys(store: &impl CounterStore) {
+    // Glob characters in the prefix are literal.
+    for key in ["pair:a*\u{1f}1", "pair:a*\u{1f}2", "pair:ab\u{1f}1"] {
+        for at in 0..3 {
+            fail(store, key, at).await;
+        }
+    }
+    store
+        .clear_prefix("pair:a*\u{1f}")
+        .await
+        .expect("the store answers");
+    assert_eq!(locked(store, "pair:a*\u{1f}1", 3).await, None);
+    assert_eq!(locked(store, "pair:a*\u{1f}2", 3).await, None);
+    assert!(locked(store, "pair:ab\u{1f}1", 3).await.is_some());
 }

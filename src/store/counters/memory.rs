@@ -141,6 +141,13 @@ impl CounterStore for MemoryCounters {
         self.clear_now(key);
         Ok(())
     }
+
+    async fn clear_prefix(&self, prefix: &str) -> Result<(), CounterError> {
+        self.failures
+            .lock()
+            .retain(|key, _| !key.starts_with(prefix));
+        Ok(())
+    }
 }
 
 struct Table {

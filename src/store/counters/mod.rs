@@ -85,6 +85,9 @@ pub trait CounterStore: Send + Sync {
 
     /// Forgets a key's failures and lock.
     fn clear(&self, key: &str) -> impl Future<Output = Result<(), CounterError>> + Send;
+
+    /// Forgets the failures and locks of every key starting with `prefix`.
+    fn clear_prefix(&self, prefix: &str) -> impl Future<Output = Result<(), CounterError>> + Send;
 }
 
 /// Most locks written back to Redis after an outage (the longest-lasting first).
@@ -218,6 +221,16 @@ impl Counters {
         self.memory.clear_now(key);
         if let Some(redis) = self.healthy_redis(now_ms).await
             && let Err(error) = redis.clear(key).await
+        {
+            self.degrade(&error);
+        }
+    }
+
+    pub async fn clear_prefix(&self, prefix: &str, now_ms: i64) {
+        // Memory too: it holds what was counted during a Redis outage.
+        let _ = self.memory.clear_prefix(prefix).await;
+        if let Some(redis) = self.healthy_redis(now_ms).await
+            && let Err(error) = redis.clear_prefix(prefix).await
         {
             self.degrade(&error);
         }

@@ -201,6 +201,39 @@ impl CounterStore for RedisCounters {
         let mut connection = self.connection.clone();
         answer::<()>(connection.del(self.prefixed(key))).await
     }
+
+    async fn clear_prefix(&self, prefix: &str) -> Result<(), CounterError> {
+        // SCAN's MATCH is a glob: the literal part is escaped.
+        let mut pattern = String::new();
+        for c in self.prefixed(prefix).chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        let mut connection = self.connection.clone();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = answer(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut connection),
+            )
+            .await?;
+            if !keys.is_empty() {
+                answer::<()>(connection.del(keys)).await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
 }
 
 async fn answer<T>(

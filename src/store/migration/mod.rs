@@ -15,6 +15,7 @@ mod m20261202_000005_add_credential_versions;
 mod m20261203_000006_add_email_lifecycle;
 mod m20261203_000007_add_second_factors;
 mod m20261203_000008_add_passkeys;
+mod m20261203_000009_add_admin;
 
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000006_add_email_lifecycle::Migration),
             Box::new(m20261203_000007_add_second_factors::Migration),
             Box::new(m20261203_000008_add_passkeys::Migration),
+            Box::new(m20261203_000009_add_admin::Migration),
         ]
     }
 }
