@@ -16,7 +16,7 @@ use crate::auth::{
     Auth, AuthError, HashingError, HashingParams, KeyError, Keyring, PasswordHasher, SessionPolicy,
     TokenService, default_hash_concurrency, token_retention,
 };
-use crate::auth::{EmailPolicy, MailSetup, RelyingParty, Sealer};
+use crate::auth::{EmailPolicy, MailSetup, RelyingParty, Sealer, WebhookCourier};
 
 /// The stored name of a generated encryption key.
 const ENCRYPTION_KEY_NAME: &str = "encryption_key";
@@ -213,8 +213,15 @@ async fn build_parts(
             store, hasher, tokens, clock, policy, sessions, throttle, sealer,
         )
         .with_mail(mail)
-        .with_passkeys(build_relying_party(settings)?),
+        .with_passkeys(build_relying_party(settings)?)
+        .with_webhook_policy(settings.webhooks.webhook_allow_private_networks),
     );
+    if settings.webhooks.webhook_allow_private_networks {
+        tracing::warn!(
+            "LATCHKEY_WEBHOOK_ALLOW_PRIVATE_NETWORKS=true: webhooks may use http and reach loopback and private addresses; for development only"
+        );
+    }
+    let delivery = Some(delivery.with_webhooks(Arc::new(WebhookCourier::new(Arc::clone(&auth)))));
     // Sessions revoked before a restart stay revoked from the first request on.
     auth.sync_revocations().await?;
     Ok((auth, delivery))
@@ -259,7 +266,7 @@ fn build_mail(
     settings: &Settings,
     store: &Store,
     clock: &Arc<dyn Clock>,
-) -> Result<(MailSetup, Option<Delivery>), StartupError> {
+) -> Result<(MailSetup, Delivery), StartupError> {
     let mail = &settings.mail;
     let mut setup = MailSetup {
         product: mail.product_name.clone(),
@@ -270,13 +277,22 @@ fn build_mail(
         },
         ..MailSetup::default()
     };
+    let poll_every = std::time::Duration::from_millis(mail.mail_poll_milliseconds.get());
     let Some(url) = &mail.smtp_url else {
         if mail.require_verified_email {
             tracing::warn!(
                 "LATCHKEY_REQUIRE_VERIFIED_EMAIL is on but LATCHKEY_SMTP_URL is unset: no address can be verified"
             );
         }
-        return Ok((setup, None));
+        // The outbox still carries webhooks.
+        let delivery = Delivery::new(
+            store.clone(),
+            None,
+            Arc::clone(clock),
+            poll_every,
+            Arc::clone(&setup.wake),
+        );
+        return Ok((setup, delivery));
     };
     let transport = Transport::from_url(url.secret().expose_secret())
         .map_err(|reason| StartupError::Setting(format!("LATCHKEY_SMTP_URL: {reason}")))?;
@@ -306,13 +322,12 @@ fn build_mail(
     )));
     let delivery = Delivery::new(
         store.clone(),
-        transport,
-        from,
+        Some((transport, from)),
         Arc::clone(clock),
-        std::time::Duration::from_millis(mail.mail_poll_milliseconds.get()),
+        poll_every,
         Arc::clone(&setup.wake),
     );
-    Ok((setup, Some(delivery)))
+    Ok((setup, delivery))
 }
 
 /// The relying party of passkeys: `LATCHKEY_WEBAUTHN_RP_ID` and

@@ -18,7 +18,8 @@ use super::{
 };
 use crate::domain::{EmailAddress, Invalid, Username, normalize_login_name};
 use crate::store::{
-    ApiKeyRecord, AuditFilter, RoleRecord, StoreError, UserChanges, UserFilter, UserRecord,
+    ApiKeyRecord, AuditFilter, Outgoing, RoleRecord, StoreError, UserChanges, UserFilter,
+    UserRecord,
 };
 
 /// The prefix that tells an API key from an access token.
@@ -621,14 +622,25 @@ impl Auth {
         outcome: &str,
         _context: &ClientContext,
     ) -> Result<(), AuthError> {
+        let mut extra = serde_json::Map::new();
+        extra.insert("outcome".to_owned(), serde_json::json!(outcome));
+        let events = Outgoing {
+            mail: self
+                .webhook_events("user.deleted", Some(id), None, extra)
+                .await?,
+            ..Outgoing::default()
+        };
         if !self
             .store
-            .delete_user(id, outcome, self.clock.now())
+            .delete_user(id, outcome, &events, self.clock.now())
             .await?
         {
             return Err(AuthError::UserNotFound);
         }
         self.revoked.insert_user(id);
+        if !events.is_empty() {
+            self.mail_queued();
+        }
         Ok(())
     }
 

@@ -42,6 +42,8 @@ pub enum AuditEvent {
     SessionsEnded,
     ApiKeyCreated,
     ApiKeyRevoked,
+    WebhookCreated,
+    WebhookDeleted,
 }
 
 impl AuditEvent {
@@ -75,6 +77,8 @@ impl AuditEvent {
             Self::SessionsEnded => "sessions_ended",
             Self::ApiKeyCreated => "api_key_created",
             Self::ApiKeyRevoked => "api_key_revoked",
+            Self::WebhookCreated => "webhook_created",
+            Self::WebhookDeleted => "webhook_deleted",
             Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
         }
     }
@@ -99,7 +103,17 @@ impl Auth {
                 .map(|agent| agent.chars().take(512).collect()),
             outcome: outcome.chars().take(64).collect(),
         };
-        if let Err(error) = self.store.insert_audit(&record).await {
+        let webhooks = self
+            .webhooks_for_audit(event, user_id, client, outcome)
+            .await;
+        let written = if webhooks.is_empty() {
+            self.store.insert_audit(&record).await
+        } else {
+            let written = self.store.insert_audit_with(&record, &webhooks).await;
+            self.mail_queued();
+            written
+        };
+        if let Err(error) = written {
             let error = crate::telemetry::error_chain(&error);
             tracing::warn!(%error, event = event.name(), "could not write an audit event");
         }

@@ -78,6 +78,8 @@ pub enum AuthError {
     UserNotFound,
     #[error("Role already exists")]
     RoleExists,
+    #[error("Webhook not found")]
+    WebhookNotFound,
     #[error(transparent)]
     Seal(#[from] super::sealing::SealError),
     #[error("Session not found")]

@@ -29,6 +29,7 @@ mod sessions;
 mod throttle;
 mod tokens;
 mod views;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -66,6 +67,7 @@ pub use tokens::{
     token_retention,
 };
 pub use views::{AuditEntry, LiveSession, SigningKeySummary, UserSummary};
+pub use webhooks::{CreatedWebhook, EVENT_TYPES, WebhookCourier, is_internal};
 
 /// An account as clients may see it: no hash, no internal flags.
 #[derive(Debug, Clone)]
@@ -129,6 +131,8 @@ pub struct Auth {
     sealer: Sealer,
     /// The relying party passkeys are bound to.
     passkeys: RelyingParty,
+    /// Where events go.
+    webhooks: webhooks::WebhookHub,
 }
 
 impl Auth {
@@ -157,6 +161,7 @@ impl Auth {
             mail: MailSetup::default(),
             sealer,
             passkeys: RelyingParty::development(),
+            webhooks: webhooks::WebhookHub::default(),
         }
     }
 

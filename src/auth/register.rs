@@ -78,7 +78,17 @@ impl Auth {
             app_metadata: None,
             user_metadata: None,
         };
-        let outgoing = self.verification_outgoing(&user, context)?;
+        let mut outgoing = self.verification_outgoing(&user, context)?;
+        // `user.created` goes out with the account, or not at all.
+        outgoing.mail.extend(
+            self.webhook_events(
+                "user.created",
+                Some(user.id),
+                Some(&user),
+                Default::default(),
+            )
+            .await?,
+        );
         let inserted = self
             .store
             .insert_user(

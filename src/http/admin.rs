@@ -27,7 +27,7 @@ use super::state::AppState;
 use crate::auth::{
     AccountEdit, Actor, AdminAuditEntry, AdminScope, AdminUser, LiveSession, NewAccount, UserQuery,
 };
-use crate::store::{ApiKeyRecord, AuditFilter, RoleRecord};
+use crate::store::{ApiKeyRecord, AuditFilter, OutboxRecord, RoleRecord, WebhookEndpointRecord};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -41,6 +41,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_audit))
         .routes(routes!(list_api_keys, create_api_key))
         .routes(routes!(revoke_api_key))
+        .routes(routes!(list_webhooks, create_webhook))
+        .routes(routes!(delete_webhook))
+        .routes(routes!(webhook_deliveries))
 }
 
 /// A route's scope, as a type.
@@ -59,6 +62,10 @@ impl Scope for AuditScope {
 pub struct KeysScope;
 impl Scope for KeysScope {
     const SCOPE: AdminScope = AdminScope::Keys;
+}
+pub struct WebhooksScope;
+impl Scope for WebhooksScope {
+    const SCOPE: AdminScope = AdminScope::Webhooks;
 }
 
 /// The caller of an admin route, allowed the route's scope.
@@ -750,4 +757,198 @@ async fn revoke_api_key(
     } else {
         Err(ApiError::NotFoundDetail("API key not found".to_owned()))
     }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhookView {
+    id: Uuid,
+    url: String,
+    events: Vec<String>,
+    created_at: DateTime<Utc>,
+    /// Set when the endpoint failed for 24 hours; nothing is sent to it since.
+    disabled_at: Option<DateTime<Utc>>,
+    /// Since when deliveries have been failing, if they are.
+    failing_since: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+}
+
+impl From<WebhookEndpointRecord> for WebhookView {
+    fn from(endpoint: WebhookEndpointRecord) -> Self {
+        Self {
+            id: endpoint.id,
+            url: endpoint.url,
+            events: endpoint.events,
+            created_at: endpoint.created_at,
+            disabled_at: endpoint.disabled_at,
+            failing_since: endpoint.failing_since,
+            last_error: endpoint.last_error,
+        }
+    }
+}
+
+/// Every webhook endpoint (never their secrets).
+#[utoipa::path(get, path = "/admin/webhooks", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Endpoints", body = Vec<WebhookView>),
+        (status = 401, description = UNAUTHORIZED, body = ErrorDetail),
+        (status = 403, description = FORBIDDEN, body = ErrorDetail),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorDetail),
+    ))]
+async fn list_webhooks(
+    State(state): State<AppState>,
+    _: Admin<WebhooksScope>,
+) -> Result<Json<Vec<WebhookView>>, ApiError> {
+    let endpoints = state.auth.list_webhooks().await?;
+    Ok(Json(endpoints.into_iter().map(WebhookView::from).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateWebhook {
+    /// https, and its host must resolve to public addresses only.
+    #[schema(example = "https://hooks.example.com/latchkey")]
+    url: String,
+    /// Event types: user.created, user.email_verified, user.updated, user.deleted,
+    /// user.disabled, login.succeeded, login.failed, password.changed,
+    /// session.revoked, mfa.enabled, mfa.disabled.
+    #[schema(example = json!(["user.created", "user.deleted"]))]
+    events: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedWebhookView {
+    /// The signing secret (Standard Webhooks, `whsec_…`), shown only now.
+    secret: String,
+    #[serde(flatten)]
+    endpoint: WebhookView,
+}
+
+/// Register a webhook endpoint; the answer holds its signing secret, once.
+#[utoipa::path(post, path = "/admin/webhooks", tag = "admin",
+    security(("bearer" = [])),
+    request_body = CreateWebhook,
+    responses(
+        (status = 201, description = "Created", body = CreatedWebhookView),
+        (status = 401, description = UNAUTHORIZED, body = ErrorDetail),
+        (status = 403, description = FORBIDDEN, body = ErrorDetail),
+        (status = 413, description = "Body over 64 KiB", body = ErrorDetail),
+        (status = 415, description = "Not JSON", body = ErrorDetail),
+        (status = 422, description = "Not https, an internal address, or an unknown event type", body = ValidationErrors),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorDetail),
+    ))]
+async fn create_webhook(
+    State(state): State<AppState>,
+    Admin(actor, _): Admin<WebhooksScope>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<CreateWebhook>,
+) -> Result<Response, ApiError> {
+    let created = state
+        .auth
+        .create_webhook(&body.url, &body.events, &actor, &client)
+        .await?;
+    let view = CreatedWebhookView {
+        secret: created.secret.expose_secret().to_owned(),
+        endpoint: WebhookView::from(created.endpoint),
+    };
+    Ok((StatusCode::CREATED, no_store(Json(view))).into_response())
+}
+
+/// Delete a webhook endpoint; what it has not received yet is dropped.
+#[utoipa::path(delete, path = "/admin/webhooks/{id}", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Endpoint id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = UNAUTHORIZED, body = ErrorDetail),
+        (status = 403, description = FORBIDDEN, body = ErrorDetail),
+        (status = 404, description = "Webhook not found", body = ErrorDetail),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorDetail),
+    ))]
+async fn delete_webhook(
+    State(state): State<AppState>,
+    Admin(actor, _): Admin<WebhooksScope>,
+    Client(client): Client,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(id, "Webhook")?;
+    if state.auth.delete_webhook(id, &actor, &client).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFoundDetail("Webhook not found".to_owned()))
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveriesQuery {
+    /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u64>,
+}
+
+/// One event sent (or to be sent) to an endpoint.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// The `webhook-id` header: the same on every attempt.
+    id: String,
+    #[schema(example = "user.created")]
+    event_type: String,
+    created_at: DateTime<Utc>,
+    attempts: i32,
+    /// When the next attempt is due, while undelivered.
+    next_attempt_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+    /// Set when retries stopped (24 hours, or the endpoint is gone).
+    failed_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+}
+
+impl From<OutboxRecord> for DeliveryView {
+    fn from(row: OutboxRecord) -> Self {
+        let pending = row.sent_at.is_none() && row.failed_at.is_none();
+        Self {
+            id: format!("msg_{}", row.id.simple()),
+            event_type: row.kind.trim_start_matches("webhook:").to_owned(),
+            created_at: row.created_at,
+            attempts: row.attempts,
+            next_attempt_at: pending.then_some(row.due_at),
+            delivered_at: row.sent_at,
+            failed_at: row.failed_at,
+            last_error: row.last_error,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryPage {
+    deliveries: Vec<DeliveryView>,
+}
+
+/// The latest deliveries to an endpoint, newest first, with their attempts.
+#[utoipa::path(get, path = "/admin/webhooks/{id}/deliveries", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Endpoint id"), DeliveriesQuery),
+    responses(
+        (status = 200, description = "Deliveries", body = DeliveryPage),
+        (status = 401, description = UNAUTHORIZED, body = ErrorDetail),
+        (status = 403, description = FORBIDDEN, body = ErrorDetail),
+        (status = 404, description = "Webhook not found", body = ErrorDetail),
+        (status = 422, description = "A parameter does not parse", body = ValidationErrors),
+        (status = 503, description = "The database is unreachable; retry", body = ErrorDetail),
+    ))]
+async fn webhook_deliveries(
+    State(state): State<AppState>,
+    _: Admin<WebhooksScope>,
+    id: Result<Path<Uuid>, PathRejection>,
+    query: Result<Query<DeliveriesQuery>, QueryRejection>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let id = path_id(id, "Webhook")?;
+    let Query(query) = query.map_err(|rejection| bad_query(&rejection))?;
+    let deliveries = state
+        .auth
+        .webhook_deliveries(id, query.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(DeliveryPage {
+        deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
+    }))
 }

@@ -216,7 +216,9 @@ impl From<AuthError> for ApiError {
             | AuthError::TooManyPasskeys
             | AuthError::NoPasskey => Self::BadRequest(error.to_string()),
             AuthError::RoleExists => Self::Conflict(error.to_string()),
-            AuthError::UserNotFound => Self::NotFoundDetail(error.to_string()),
+            AuthError::UserNotFound | AuthError::WebhookNotFound => {
+                Self::NotFoundDetail(error.to_string())
+            }
             AuthError::Forbidden(_) => Self::Forbidden(error.to_string()),
             AuthError::PasskeyNotFound => Self::NotFoundDetail(error.to_string()),
             AuthError::MfaRequired { mfa_token, methods } => {

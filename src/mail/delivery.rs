@@ -40,10 +40,21 @@ const GIVE_UP_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LONGEST_RETRY: Duration = Duration::from_secs(600);
 
+/// Delivers outbox rows of another kind than mail (webhooks); the kind's
+/// prefix before `:` names the courier.
+pub trait Courier: Send + Sync {
+    fn deliver<'a>(
+        &'a self,
+        message: &'a OutboxRecord,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
+}
+
 pub struct Delivery {
     store: Store,
-    transport: Transport,
-    from: Mailbox,
+    /// The SMTP transport and sender, when email is configured.
+    smtp: Option<(Transport, Mailbox)>,
+    /// Webhook deliveries (`webhook:*` rows).
+    webhooks: Option<Arc<dyn Courier>>,
     clock: Arc<dyn Clock>,
     poll_every: Duration,
     wake: Arc<Notify>,
@@ -52,20 +63,48 @@ pub struct Delivery {
 impl Delivery {
     pub fn new(
         store: Store,
-        transport: Transport,
-        from: Mailbox,
+        smtp: Option<(Transport, Mailbox)>,
         clock: Arc<dyn Clock>,
         poll_every: Duration,
         wake: Arc<Notify>,
     ) -> Self {
         Self {
             store,
-            transport,
-            from,
+            smtp,
+            webhooks: None,
             clock,
             poll_every,
             wake,
         }
+    }
+
+    /// Who delivers `webhook:*` rows.
+    pub fn with_webhooks(mut self, courier: Arc<dyn Courier>) -> Self {
+        self.webhooks = Some(courier);
+        self
+    }
+
+    /// One attempt at a row, by the courier of its kind.
+    async fn attempt(&self, message: &OutboxRecord) -> Result<(), SendError> {
+        if message.kind.starts_with("webhook:") {
+            return match &self.webhooks {
+                Some(courier) => courier.deliver(message).await,
+                None => Err(SendError::Permanent("webhooks are not set up".to_owned())),
+            };
+        }
+        let Some((transport, _)) = &self.smtp else {
+            return Err(SendError::Permanent(
+                "email is not configured (LATCHKEY_SMTP_URL)".to_owned(),
+            ));
+        };
+        let built = self.build(message)?;
+        tokio::time::timeout(SMTP_TIMEOUT, transport.send(&built))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::Transient(
+                    "the SMTP server did not answer in time".to_owned(),
+                ))
+            })
     }
 
     /// Sends what is due until `stop` turns true; then hands back what it
@@ -159,16 +198,7 @@ impl Delivery {
             tracing::info!("another instance took this message over; not sending it");
             return Ok(());
         }
-        let outcome = match self.build(&message) {
-            Ok(built) => tokio::time::timeout(SMTP_TIMEOUT, self.transport.send(&built))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SendError::Transient(
-                        "the SMTP server did not answer in time".to_owned(),
-                    ))
-                }),
-            Err(error) => Err(error),
-        };
+        let outcome = self.attempt(&message).await;
         let now = self.clock.now();
         let settled = match outcome {
             Ok(()) => {
@@ -205,15 +235,18 @@ impl Delivery {
     }
 
     fn build(&self, message: &OutboxRecord) -> Result<Message, SendError> {
+        let Some((_, from)) = &self.smtp else {
+            return Err(SendError::Permanent("email is not configured".to_owned()));
+        };
         let letter: Letter = serde_json::from_str(&message.payload)
             .map_err(|error| SendError::Permanent(format!("unreadable payload: {error}")))?;
         let to: Mailbox = message
             .recipient
             .parse()
             .map_err(|error| SendError::Permanent(format!("recipient: {error}")))?;
-        let domain = self.from.email.domain().to_owned();
+        let domain = from.email.domain().to_owned();
         Message::builder()
-            .from(self.from.clone())
+            .from(from.clone())
             .to(to)
             .subject(letter.subject)
             // The same id on every attempt, so receivers can drop a repeat.

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::AuditRecord;
 use super::entities::{api_key, audit_event, deleted_user, role, user};
 use super::error::{classify_write, with_retry};
+use super::outbox::{Outgoing, write_outgoing};
 use super::users::raised_version;
 use super::{Store, StoreError, UserRecord};
 
@@ -344,6 +345,7 @@ impl Store {
         &self,
         id: Uuid,
         tombstone_outcome: &str,
+        outgoing: &Outgoing,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         with_retry(|| async {
@@ -376,6 +378,7 @@ impl Store {
             })
             .exec_without_returning(&transaction)
             .await?;
+            write_outgoing(&transaction, outgoing, now).await?;
             transaction.commit().await?;
             Ok(true)
         })

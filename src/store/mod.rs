@@ -20,6 +20,7 @@ mod outbox;
 mod passkeys;
 mod sessions;
 mod users;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ pub use outbox::{NewEmailToken, NewMail, OutboxRecord, Outgoing, Settlement};
 pub use passkeys::{CeremonyRecord, NewPasskey, PasskeyRecord};
 pub use sessions::{NewSession, Rotation, SessionRecord};
 pub use users::{NewUser, UserRecord};
+pub use webhooks::WebhookEndpointRecord;
 
 /// The three database families latchkey speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,3 +20,4 @@ mod persistence;
 mod sessions;
 mod smtp;
 mod tokens;
+mod webhooks;
