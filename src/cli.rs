@@ -70,6 +70,24 @@ enum Command {
     /// Manage roles.
     #[command(subcommand)]
     Roles(RolesCommand),
+    /// Manage webhook endpoints.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Register an endpoint; its signing secret is printed once.
+    Create {
+        url: String,
+        /// Comma-separated event types (user.created, login.failed, ...).
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+    },
+    /// List endpoints: id, url, events, state, last error.
+    List,
+    /// Delete an endpoint; what it has not received yet is dropped.
+    Delete { id: uuid::Uuid },
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +201,7 @@ pub fn run() -> ExitCode {
             Command::Outbox(command) => outbox(settings, command).await,
             Command::ApiKeys(command) => api_keys(settings, command).await,
             Command::Roles(command) => roles(settings, command).await,
+            Command::Webhooks(command) => webhooks(settings, command).await,
         }
     });
     match outcome {
@@ -404,6 +423,46 @@ async fn api_keys(settings: Settings, command: ApiKeysCommand) -> CommandResult 
                 return Err(format!("no live API key {id}").into());
             }
             println!("API key {id} is revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn webhooks(settings: Settings, command: WebhooksCommand) -> CommandResult {
+    let auth = build_auth(&settings, Arc::new(SystemClock)).await?;
+    let (actor, context) = operator();
+    match command {
+        WebhooksCommand::Create { url, events } => {
+            let created = auth.create_webhook(&url, &events, &actor, &context).await?;
+            println!("id: {}", created.endpoint.id);
+            println!(
+                "secret: {}",
+                secrecy::ExposeSecret::expose_secret(&created.secret)
+            );
+            println!("events: {}", created.endpoint.events.join(","));
+            println!("(the secret is shown only now; it is stored sealed)");
+        }
+        WebhooksCommand::List => {
+            for endpoint in auth.list_webhooks().await? {
+                let state = match (endpoint.disabled_at, endpoint.failing_since) {
+                    (Some(at), _) => format!("disabled {}", at.to_rfc3339()),
+                    (None, Some(since)) => format!("failing since {}", since.to_rfc3339()),
+                    (None, None) => "healthy".to_owned(),
+                };
+                println!(
+                    "{}\t{}\t{}\t{state}\t{}",
+                    endpoint.id,
+                    endpoint.url,
+                    endpoint.events.join(","),
+                    endpoint.last_error.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        WebhooksCommand::Delete { id } => {
+            if !auth.delete_webhook(id, &actor, &context).await? {
+                return Err(format!("no webhook endpoint {id}").into());
+            }
+            println!("webhook endpoint {id} is deleted");
         }
     }
     Ok(())

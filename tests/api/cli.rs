@@ -236,3 +236,83 @@ fn ready(port: u16) -> bool {
         && stream.read_to_string(&mut answer).is_ok()
         && answer.starts_with("HTTP/1.1 200")
 }
+
+fn run_ok(directory: &std::path::Path, args: &[&str]) -> String {
+    let output = latchkey(directory).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "latchkey {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn api_keys_roles_and_webhooks_are_managed_from_the_command_line() {
+    let directory = tempfile::tempdir().unwrap();
+    let created = run_ok(
+        directory.path(),
+        &[
+            "api-keys",
+            "create",
+            "support",
+            "--scope",
+            "admin:users,admin:audit",
+        ],
+    );
+    let key = created
+        .lines()
+        .find_map(|line| line.strip_prefix("key: "))
+        .expect("the key is printed");
+    assert!(key.starts_with("lk_"));
+    let id = created
+        .lines()
+        .find_map(|line| line.strip_prefix("id: "))
+        .unwrap()
+        .to_owned();
+    let listed = run_ok(directory.path(), &["api-keys", "list"]);
+    assert!(
+        listed.contains("support\tadmin:users,admin:audit"),
+        "{listed}"
+    );
+    assert!(!listed.contains(key), "the key is never listed");
+    run_ok(directory.path(), &["api-keys", "revoke", &id]);
+    assert!(run_ok(directory.path(), &["api-keys", "list"]).contains("revoked 20"));
+    let unknown_scope = latchkey(directory.path())
+        .args(["api-keys", "create", "x", "--scope", "root"])
+        .output()
+        .unwrap();
+    assert!(!unknown_scope.status.success());
+
+    run_ok(directory.path(), &["roles", "create", "admin"]);
+    assert!(run_ok(directory.path(), &["roles", "list"]).starts_with("admin"));
+
+    let refused = latchkey(directory.path())
+        .args([
+            "webhooks",
+            "create",
+            "https://127.0.0.1/x",
+            "--events",
+            "user.created",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let hook = run_ok(
+        directory.path(),
+        &[
+            "webhooks",
+            "create",
+            "https://8.8.8.8/hook",
+            "--events",
+            "user.created,login.failed",
+        ],
+    );
+    assert!(hook.contains("secret: whsec_"), "{hook}");
+    let listed = run_ok(directory.path(), &["webhooks", "list"]);
+    assert!(
+        listed.contains("https://8.8.8.8/hook\tuser.created,login.failed\thealthy"),
+        "{listed}"
+    );
+    assert!(!listed.contains("whsec_"));
+}
