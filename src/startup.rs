@@ -189,6 +189,7 @@ async fn build_parts(
     let sessions = SessionPolicy {
         lifetime: Duration::hours(i64::from(settings.sessions.lifetime_hours.get())),
         idle_timeout: Duration::hours(i64::from(settings.sessions.idle_timeout_hours.get())),
+        refresh_grace: Duration::seconds(settings.sessions.refresh_grace_seconds.get() as i64),
     };
     let counters = match &settings.throttle.redis_url {
         Some(url) => Counters::with_redis(

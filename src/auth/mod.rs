@@ -113,6 +113,9 @@ pub struct SessionPolicy {
     pub lifetime: Duration,
     /// Without a refresh.
     pub idle_timeout: Duration,
+    /// How long a spent refresh token still answers its (unused) successor;
+    /// zero: reuse ends the session at once.
+    pub refresh_grace: Duration,
 }
 
 /// Everything the use-cases need, built once at start-up.

@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 
+use chrono::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -116,17 +117,40 @@ impl Auth {
         }
         let now = self.clock.now();
         let (successor, successor_hash) = new_secret()?;
+        let presented_hash = hash_secret(presented);
+        // Kept sealed on the spent token, to answer the same successor to a
+        // repeat within the grace window.
+        let sealed = if self.sessions.refresh_grace > Duration::zero() {
+            Some(self.sealer.seal(
+                successor.expose_secret().as_bytes(),
+                &format!("successor:{presented_hash}"),
+            )?)
+        } else {
+            None
+        };
         let rotation = self
             .store
             .rotate_refresh_token(
-                &hash_secret(presented),
+                &presented_hash,
                 &successor_hash,
+                sealed.as_deref(),
+                self.sessions.refresh_grace,
                 now,
                 now - self.sessions.idle_timeout,
             )
             .await?;
-        let session = match rotation {
-            Rotation::Rotated(session) => session,
+        let (session, successor) = match rotation {
+            Rotation::Rotated(session) => (session, successor),
+            Rotation::Repeated {
+                session,
+                sealed_successor,
+            } => {
+                let opened = self
+                    .sealer
+                    .open(&sealed_successor, &format!("successor:{presented_hash}"))?;
+                let text = String::from_utf8(opened.to_vec()).map_err(|_| AuthError::Random)?;
+                (session, SecretString::from(text))
+            }
             Rotation::Reused {
                 session_id,
                 user_id,

@@ -175,6 +175,9 @@ pub struct SessionSettings {
     pub idle_timeout_hours: NonZeroU32,
     /// How often, in milliseconds, revocations and keys are re-read from the database.
     pub revocation_poll_milliseconds: Bounded<10, 5000>,
+    /// Seconds during which a just-spent refresh token answers its successor
+    /// again (while that is unused); 0 turns the grace window off.
+    pub refresh_grace_seconds: Bounded<0, 60>,
 }
 
 impl Default for SessionSettings {
@@ -183,6 +186,7 @@ impl Default for SessionSettings {
             lifetime_hours: NonZeroU32::MIN.saturating_add(30 * 24 - 1),
             idle_timeout_hours: NonZeroU32::MIN.saturating_add(7 * 24 - 1),
             revocation_poll_milliseconds: Bounded::clamped(250),
+            refresh_grace_seconds: Bounded::clamped(10),
         }
     }
 }

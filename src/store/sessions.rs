@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -77,6 +77,12 @@ pub enum Rotation {
         session_id: Uuid,
         user_id: Uuid,
     },
+    /// The token was spent within the grace window and its successor is
+    /// still unused: the same successor (sealed), for the same session.
+    Repeated {
+        session: SessionRecord,
+        sealed_successor: String,
+    },
     /// The session was opened with a credential that has changed since (a
     /// password change raced its login): the session is now revoked.
     CredentialChanged {
@@ -144,6 +150,8 @@ impl Store {
         &self,
         presented: &str,
         successor: &str,
+        sealed_successor: Option<&str>,
+        grace: Duration,
         now: DateTime<Utc>,
         idle_cutoff: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
@@ -151,6 +159,10 @@ impl Store {
             let transaction = self.db.begin().await?;
             let spent = refresh_token::Entity::update_many()
                 .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+                .col_expr(
+                    refresh_token::Column::Successor,
+                    Expr::value(sealed_successor.map(str::to_owned)),
+                )
                 .filter(refresh_token::Column::TokenHash.eq(presented))
                 .filter(refresh_token::Column::UsedAt.is_null())
                 .exec(&transaction)
@@ -169,6 +181,14 @@ impl Store {
                 transaction.commit().await?;
                 return Ok(Rotation::Unknown);
             };
+            if spent.rows_affected == 0
+                && let Some(repeated) =
+                    repeat_within_grace(&transaction, &token, &session, grace, now, idle_cutoff)
+                        .await?
+            {
+                transaction.commit().await?;
+                return Ok(repeated);
+            }
             if spent.rows_affected == 0 {
                 revoke_where(
                     &transaction,
@@ -326,6 +346,40 @@ impl Store {
     }
 }
 
+/// A token spent at most `grace` ago whose successor is unused and whose
+/// session is live: the same successor again.
+async fn repeat_within_grace(
+    connection: &impl ConnectionTrait,
+    token: &refresh_token::Model,
+    session: &session::Model,
+    grace: Duration,
+    now: DateTime<Utc>,
+    idle_cutoff: DateTime<Utc>,
+) -> Result<Option<Rotation>, StoreError> {
+    let (Some(used_at), Some(sealed)) = (token.used_at, token.successor.as_ref()) else {
+        return Ok(None);
+    };
+    if grace <= Duration::zero() || now - used_at > grace {
+        return Ok(None);
+    }
+    let live = session.revoked_at.is_none()
+        && session.expires_at > now
+        && session.last_used_at > idle_cutoff;
+    // The chain is linear: the successor was used if any other token of
+    // the session was spent since this one.
+    let unused = refresh_token::Entity::find()
+        .filter(refresh_token::Column::SessionId.eq(session.id))
+        .filter(refresh_token::Column::UsedAt.gte(used_at))
+        .filter(refresh_token::Column::TokenHash.ne(token.token_hash.clone()))
+        .one(connection)
+        .await?
+        .is_none();
+    Ok((live && unused).then(|| Rotation::Repeated {
+        session: SessionRecord::from(session.clone()),
+        sealed_successor: sealed.clone(),
+    }))
+}
+
 async fn insert_refresh_token(
     connection: &impl ConnectionTrait,
     hash: &str,
@@ -337,6 +391,7 @@ async fn insert_refresh_token(
         session_id: Set(session_id),
         created_at: Set(now),
         used_at: Set(None),
+        successor: Set(None),
     })
     .exec_without_returning(connection)
     .await
