@@ -86,9 +86,24 @@ impl Application {
                     source,
                 })?;
         let (auth, delivery) = build_parts(&settings, clock).await?;
+        let cors_origins = server
+            .cors_origins
+            .as_ref()
+            .map(|origins| {
+                origins
+                    .as_slice()
+                    .iter()
+                    .filter_map(|origin| {
+                        axum::http::HeaderValue::from_str(&origin.origin().ascii_serialization())
+                            .ok()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let state = AppState {
             auth,
             trusted_proxies: Arc::new(trusted_proxies(server)),
+            cors_origins: Arc::new(cors_origins),
         };
         let request_timeout = std::time::Duration::from_secs(server.request_timeout_seconds.get());
         Ok(Self {
@@ -201,6 +216,13 @@ async fn build_parts(
         .map_err(StartupError::Redis)?,
         None => Counters::in_memory(MAX_COUNTER_KEYS),
     };
+    if settings.issuer_is_guessed() {
+        tracing::warn!(
+            issuer = %settings.issuer(),
+            "listening on every interface with neither LATCHKEY_ISSUER nor LATCHKEY_PUBLIC_URL set: tokens and discovery name {}; set LATCHKEY_PUBLIC_URL to the URL clients use",
+            settings.issuer()
+        );
+    }
     let throttle_policy = throttle_policy(&settings.throttle);
     if !throttle_policy.enabled {
         tracing::warn!(
@@ -305,7 +327,7 @@ fn build_mail(
     let public_url = mail
         .public_url
         .as_ref()
-        .map_or_else(|| settings.server.issuer(), |url| url.as_str().to_owned());
+        .map_or_else(|| settings.issuer(), |url| url.as_str().to_owned());
     let from = match &mail.mail_from {
         Some(from) => from.clone(),
         None => default_sender(&public_url),
@@ -340,7 +362,7 @@ fn build_relying_party(settings: &Settings) -> Result<RelyingParty, StartupError
         .mail
         .public_url
         .as_ref()
-        .map_or_else(|| settings.server.issuer(), |url| url.as_str().to_owned());
+        .map_or_else(|| settings.issuer(), |url| url.as_str().to_owned());
     let public = url::Url::parse(&public_url)
         .map_err(|error| StartupError::Setting(format!("LATCHKEY_PUBLIC_URL: {error}")))?;
     let domain = match public.host() {
@@ -410,7 +432,7 @@ async fn build_tokens(
     };
     Ok(TokenService::new(
         keyring,
-        settings.server.issuer(),
+        settings.issuer(),
         settings.tokens.audience.clone(),
         lifetime,
         Arc::clone(clock),

@@ -99,6 +99,22 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The `iss` of tokens and the base of discovery: `LATCHKEY_ISSUER`, else
+    /// `LATCHKEY_PUBLIC_URL`, else derived from the listen address.
+    pub fn issuer(&self) -> String {
+        match (&self.server.issuer, &self.mail.public_url) {
+            (None, Some(public)) => public.as_str().to_owned(),
+            _ => self.server.issuer(),
+        }
+    }
+
+    /// Whether the issuer was guessed from an unspecified listen address.
+    pub fn issuer_is_guessed(&self) -> bool {
+        self.server.issuer.is_none()
+            && self.mail.public_url.is_none()
+            && self.server.listen.ip().is_unspecified()
+    }
+
     /// The rules that tie two settings together, which no single type keeps.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.tokens.check()?;
@@ -228,6 +244,7 @@ mod tests {
         let settings = parsed(&[]).expect("defaults are valid");
         settings.check().expect("checks pass");
         assert_eq!(settings.server.issuer(), "http://127.0.0.1:8080");
+        assert_eq!(settings.issuer(), "http://127.0.0.1:8080");
     }
 
     #[test]
@@ -285,6 +302,26 @@ mod tests {
         );
         assert!(masked.contains("# issuer = (unset)"), "{masked}");
         assert!(masked.contains("rate_login_per_minute = 60"), "{masked}");
+    }
+
+    #[test]
+    fn the_issuer_prefers_the_public_url_and_never_names_every_interface() {
+        let settings = parsed(&[("listen", "0.0.0.0:9000")]).expect("valid");
+        assert_eq!(settings.issuer(), "http://localhost:9000");
+        assert!(settings.issuer_is_guessed());
+        let settings = parsed(&[
+            ("listen", "0.0.0.0:9000"),
+            ("public_url", "https://id.example.com"),
+        ])
+        .expect("valid");
+        assert_eq!(settings.issuer(), "https://id.example.com");
+        assert!(!settings.issuer_is_guessed());
+        let settings = parsed(&[
+            ("issuer", "https://auth.example.com"),
+            ("public_url", "https://id.example.com"),
+        ])
+        .expect("valid");
+        assert_eq!(settings.issuer(), "https://auth.example.com");
     }
 
     #[test]

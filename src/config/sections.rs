@@ -36,6 +36,9 @@ pub struct ServerSettings {
     /// closed. Default: the open-file limit less room for the database pool
     /// and files.
     pub max_connections: Option<NonZeroUsize>,
+    /// Web origins whose pages may call the API from a browser (CORS), each
+    /// exact (`https://app.example.com`); unset: none.
+    pub cors_origins: Option<Origins>,
 }
 
 impl Default for ServerSettings {
@@ -47,6 +50,7 @@ impl Default for ServerSettings {
             trusted_proxies: Networks::default(),
             forwarded_header: ForwardedHeader::XForwardedFor,
             max_connections: None,
+            cors_origins: None,
         }
     }
 }
@@ -54,9 +58,15 @@ impl Default for ServerSettings {
 impl ServerSettings {
     /// The `iss` claim: the configured issuer without a trailing slash, or the
     /// listen address as a URL.
+    /// `LATCHKEY_ISSUER`, else `http://` the listen address, with
+    /// `localhost` for an unspecified one (`0.0.0.0`, `[::]`), which no
+    /// client can use. See `Settings::issuer`, which prefers the public URL.
     pub fn issuer(&self) -> String {
         match &self.issuer {
             Some(issuer) => issuer.as_str().to_owned(),
+            None if self.listen.ip().is_unspecified() => {
+                format!("http://localhost:{}", self.listen.port())
+            }
             None => format!("http://{}", self.listen),
         }
     }

@@ -63,7 +63,36 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(oauth::router())
         .merge(ops::router())
         .split_for_parts();
-    with_edge(routes.merge(docs::router(openapi)), request_timeout).with_state(state)
+    let cors = cors(&state.cors_origins);
+    let routes = with_edge(routes.merge(docs::router(openapi)), request_timeout);
+    match cors {
+        Some(cors) => routes.layer(cors).with_state(state),
+        None => routes.with_state(state),
+    }
+}
+
+/// CORS for the configured origins, exactly (no wildcard): bearer tokens
+/// in `Authorization`, no cookies, so no credentials mode.
+fn cors(origins: &[HeaderValue]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+            .expose_headers([header::RETRY_AFTER, REQUEST_ID])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// What every route gets: JSON 404/405, the body limit, request ids, request

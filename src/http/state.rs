@@ -9,4 +9,6 @@ use crate::auth::Auth;
 pub struct AppState {
     pub auth: Arc<Auth>,
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// Origins allowed to call from a browser (`Origin` values, exact).
+    pub cors_origins: Arc<Vec<axum::http::HeaderValue>>,
 }

@@ -253,3 +253,77 @@ async fn another_jose_library_verifies_our_tokens_from_the_jwks_alone() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_on_configured_origins_may_call_others_may_not() {
+    let app = TestApp::spawn_with(crate::helpers::Options::customized(|settings| {
+        settings.server.cors_origins =
+            Some(latchkey::config::Origins::parse("https://app.example.com").unwrap());
+    }))
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/login"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example.com").await.unwrap();
+    assert!(allowed.status().is_success());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(
+        allowed.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(
+        allowed
+            .headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    let refused = preflight("https://evil.example.com").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let login = app
+        .client
+        .post(app.url("/login"))
+        .header("origin", "https://app.example.com")
+        .form(&[("username", "alice"), ("password", ALICE_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    assert_eq!(
+        login.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    // Without the setting, no CORS headers at all.
+    let plain = TestApp::spawn().await;
+    let response = plain
+        .client
+        .request(reqwest::Method::OPTIONS, plain.url("/login"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
