@@ -72,12 +72,17 @@ impl Auth {
                     tracing::debug!(error = %crate::telemetry::error_chain(&error), "bearer token refused");
                     AuthError::InvalidToken
                 })?;
-                let verified = Verified {
-                    user_id: Uuid::parse_str(&claims.sub).map_err(|_| AuthError::InvalidToken)?,
-                    session_id: Uuid::parse_str(&claims.sid)
-                        .map_err(|_| AuthError::InvalidToken)?,
-                    username: Arc::from(claims.preferred_username),
-                    exp: claims.exp,
+                let verified = match claims.account_ids() {
+                    Some((user_id, session_id)) => Verified {
+                        user_id,
+                        session_id,
+                        username: Arc::from(claims.preferred_username),
+                        exp: claims.exp,
+                    },
+                    None if self.tokens.is_origin_shaped() => {
+                        self.origin_token(&claims.sub, claims.exp).await?
+                    }
+                    None => return Err(AuthError::InvalidToken),
                 };
                 self.check_session_exists(&verified).await?;
                 self.verified.insert(token, verified.clone());
@@ -102,6 +107,10 @@ impl Auth {
     /// was) is refused. While the database is unreachable the signature is
     /// trusted, as every later request of a remembered token is.
     async fn check_session_exists(&self, verified: &Verified) -> Result<(), AuthError> {
+        if verified.session_id.is_nil() {
+            // A token the origin issued: its account was looked up already.
+            return Ok(());
+        }
         match self.store.find_session(verified.session_id).await {
             Ok(Some(session)) if session.user_id == verified.user_id => Ok(()),
             Ok(_) => Err(AuthError::InvalidToken),
@@ -111,6 +120,25 @@ impl Auth {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// A token the origin issued before the switch (same `SECRET_KEY`,
+    /// `sub` = username, no session): honoured until it expires, for an
+    /// account that exists and is enabled. It belongs to no session (the nil
+    /// id), so only disabling or deleting the account ends it early.
+    async fn origin_token(&self, username: &str, exp: i64) -> Result<Verified, AuthError> {
+        let user = self
+            .store
+            .find_user_by_login(&crate::domain::normalize_login_name(username))
+            .await?
+            .filter(|user| !user.disabled && user.username == username)
+            .ok_or(AuthError::InvalidToken)?;
+        Ok(Verified {
+            user_id: user.id,
+            session_id: Uuid::nil(),
+            username: Arc::from(user.username),
+            exp,
+        })
     }
 
     /// The caller's account, read from the database; for routes that show it.

@@ -31,12 +31,22 @@ const TOKEN_TYPE: &str = "at+jwt";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
+    /// Absent only in `SECRET_KEY` mode, where the origin's verifiers would
+    /// refuse a token with an audience they were not told about.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub iss: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub aud: String,
+    /// The account's id; in `SECRET_KEY` mode its username, as the origin's.
     pub sub: String,
+    #[serde(default)]
     pub preferred_username: String,
-    /// The session the token belongs to.
+    /// The session the token belongs to (absent from the origin's tokens).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sid: String,
+    /// In `SECRET_KEY` mode, where `sub` is the username: the account's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// Whether the account's address was verified when the token was issued.
     #[serde(default)]
     pub email_verified: bool,
@@ -52,10 +62,25 @@ pub struct AccessClaims {
     /// The account's `app_metadata`, under the configured claim name.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
     pub iat: i64,
+    #[serde(default)]
     pub nbf: i64,
     pub exp: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub jti: String,
+}
+
+impl AccessClaims {
+    /// The account and session a token of latchkey's names; `None` for a
+    /// token the origin issued (`sub` a username, no session).
+    pub fn account_ids(&self) -> Option<(Uuid, Uuid)> {
+        let user = match &self.uid {
+            Some(uid) => Uuid::parse_str(uid).ok()?,
+            None => Uuid::parse_str(&self.sub).ok()?,
+        };
+        Some((user, Uuid::parse_str(&self.sid).ok()?))
+    }
 }
 
 /// How a session was authenticated: RFC 8176 `amr` values, and the
@@ -158,6 +183,9 @@ pub struct TokenService {
     clock: Arc<dyn Clock>,
     /// The claim `app_metadata` is copied under.
     metadata_claim: String,
+    /// `SECRET_KEY` mode: tokens shaped as the origin's (`sub` = username,
+    /// no `iss` or `aud`), and the origin's own tokens accepted.
+    origin_shaped: bool,
 }
 
 /// What an account adds to its tokens beyond who it is.
@@ -177,6 +205,7 @@ impl TokenService {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            origin_shaped: !keyring.is_stored(),
             keyring: RwLock::new(Arc::new(keyring)),
             issuer,
             audience,
@@ -212,6 +241,11 @@ impl TokenService {
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// Whether tokens are shaped as the origin's (`SECRET_KEY` mode).
+    pub fn is_origin_shaped(&self) -> bool {
+        self.origin_shaped
     }
 
     pub fn lifetime(&self) -> Duration {
@@ -255,10 +289,26 @@ impl TokenService {
         {
             extra.insert(self.metadata_claim.clone(), metadata);
         }
+        let (iss, aud, sub, uid) = if self.origin_shaped {
+            (
+                String::new(),
+                String::new(),
+                username.to_owned(),
+                Some(user_id.to_string()),
+            )
+        } else {
+            (
+                self.issuer.clone(),
+                self.audience.clone(),
+                user_id.to_string(),
+                None,
+            )
+        };
         let claims = AccessClaims {
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
-            sub: user_id.to_string(),
+            iss,
+            aud,
+            sub,
+            uid,
             preferred_username: username.to_owned(),
             sid: session_id.to_string(),
             email_verified,
@@ -291,19 +341,41 @@ impl TokenService {
         if names_critical_extensions(token) {
             return Err(TokenError::Rejected("critical header extension"));
         }
-        if !header.typ.as_deref().is_some_and(is_access_token_type) {
-            return Err(TokenError::Rejected("wrong typ"));
-        }
-        let kid = header.kid.ok_or(TokenError::Rejected("no kid"))?;
         let keyring = self.keyring();
-        let key = keyring
-            .verifying
-            .get(&kid)
-            .ok_or(TokenError::Rejected("unknown kid"))?;
+        let key = if self.origin_shaped {
+            // The origin's tokens: `typ: JWT` (or none) and no `kid`; the
+            // one key there is, HS256, pinned.
+            if !header
+                .typ
+                .as_deref()
+                .is_none_or(|typ| typ.eq_ignore_ascii_case("JWT") || is_access_token_type(typ))
+            {
+                return Err(TokenError::Rejected("wrong typ"));
+            }
+            keyring
+                .verifying
+                .values()
+                .next()
+                .ok_or(TokenError::Rejected("no key"))?
+        } else {
+            if !header.typ.as_deref().is_some_and(is_access_token_type) {
+                return Err(TokenError::Rejected("wrong typ"));
+            }
+            let kid = header.kid.ok_or(TokenError::Rejected("no kid"))?;
+            keyring
+                .verifying
+                .get(&kid)
+                .ok_or(TokenError::Rejected("unknown kid"))?
+        };
         let mut validation = Validation::new(key.algorithm);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        if self.origin_shaped {
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp", "sub"]);
+        } else {
+            validation.set_issuer(&[&self.issuer]);
+            validation.set_audience(&[&self.audience]);
+            validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        }
         // Times are checked below against our clock, not the library's.
         validation.validate_exp = false;
         validation.validate_nbf = false;

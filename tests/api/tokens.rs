@@ -196,3 +196,60 @@ async fn secret_key_mode_signs_hs256_and_publishes_nothing() {
     let jwks = app.jwks().await;
     assert_eq!(jwks, json!({"keys": []}));
 }
+
+/// Runs Python (with python-jose, as the origin used it) on `script`.
+fn python_jose(script: &str, args: &[&str]) -> String {
+    let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let output = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {python}: {error}"));
+    assert!(
+        output.status.success(),
+        "python-jose is needed (pip install python-jose): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_secret_key_mode_the_origins_verifiers_and_tokens_keep_working() {
+    let secret = "an origin secret key of at least 32 bytes";
+    let app = TestApp::spawn_with(Options {
+        secret_key: Some(secret.into()),
+        ..Options::default()
+    })
+    .await;
+    let token = app.alice_token().await;
+    // The origin's own decode call: HS256, the secret, no audience.
+    let subject = python_jose(
+        "import sys; from jose import jwt; print(jwt.decode(sys.argv[1], sys.argv[2], algorithms=['HS256'])['sub'])",
+        &[&token, secret],
+    );
+    assert_eq!(subject, "alice");
+    assert_eq!(app.get_resource(&token).await.status(), 200);
+
+    // A token the origin issued before the switch: sub = username, exp.
+    let origin = |subject: &str| {
+        python_jose(
+            "import sys, time; from jose import jwt; print(jwt.encode({'sub': sys.argv[1], 'exp': int(time.time()) + 1800}, sys.argv[2], algorithm='HS256'))",
+            &[subject, secret],
+        )
+    };
+    let before_switch = origin("alice");
+    let resource = app.get_resource(&before_switch).await;
+    assert_eq!(
+        json_with_status(resource, 200).await,
+        json!({"message": "You have access to the protected resource"})
+    );
+    // A validly signed token that names no account is refused.
+    assert_invalid(&app, &origin("nobody")).await;
+    // Nor does the origin's shape open anything without SECRET_KEY mode.
+    let standard = TestApp::spawn().await;
+    standard
+        .register("alice", "alice@example.com", crate::helpers::ALICE_PASSWORD)
+        .await;
+    assert_invalid(&standard, &before_switch).await;
+}
