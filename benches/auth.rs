@@ -72,6 +72,7 @@ fn tokens(criterion: &mut Criterion) {
             &store,
             &SystemClock,
             chrono::Utc::now(),
+            chrono::Duration::zero(),
             &sealer,
         ))
         .expect("keys");

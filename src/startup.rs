@@ -423,11 +423,12 @@ async fn build_tokens(
     sealer: &Sealer,
 ) -> Result<TokenService, StartupError> {
     let lifetime = Duration::minutes(settings.tokens.access_token_expire_minutes.get() as i64);
+    let activation = Duration::seconds(settings.tokens.key_activation_seconds.get() as i64);
     let keyring = match &settings.tokens.secret_key {
         Some(secret) => Keyring::from_secret(secret.secret()),
         None => {
             let cutoff = clock.now() - token_retention(lifetime);
-            Keyring::load_or_create(store, clock.as_ref(), cutoff, sealer).await?
+            Keyring::load_or_create(store, clock.as_ref(), cutoff, activation, sealer).await?
         }
     };
     Ok(TokenService::new(
@@ -437,7 +438,8 @@ async fn build_tokens(
         lifetime,
         Arc::clone(clock),
     )
-    .with_metadata_claim(settings.tokens.app_metadata_claim.clone()))
+    .with_metadata_claim(settings.tokens.app_metadata_claim.clone())
+    .with_key_activation(activation))
 }
 
 fn trusted_proxies(server: &config::ServerSettings) -> TrustedProxies {

@@ -95,10 +95,13 @@ impl Keyring {
     /// Retired keys are kept while a token they signed may still be live:
     /// those retired after `retention_cutoff`.
     #[tracing::instrument(level = "info", skip_all)]
+    /// `activation`: how long a new key is published before it signs, so
+    /// consumers that cache the JWKS know it first (staged rotation).
     pub async fn load_or_create(
         store: &Store,
         clock: &dyn Clock,
         retention_cutoff: DateTime<Utc>,
+        activation: chrono::Duration,
         sealer: &Sealer,
     ) -> Result<Self, KeyError> {
         let mut records = store.signing_keys().await?;
@@ -118,7 +121,7 @@ impl Keyring {
             }
             records = store.signing_keys().await?;
         }
-        Self::from_records(&records, retention_cutoff, sealer)
+        Self::staged(&records, retention_cutoff, clock.now() - activation, sealer)
     }
 
     /// Every stored key, without private halves; for `keys list`.
@@ -128,28 +131,47 @@ impl Keyring {
         Ok(keys.into_iter().map(SigningKeySummary::from).collect())
     }
 
-    /// Makes a new key the signing key; earlier ones keep verifying until retention ends.
+    /// Publishes a new key, which signs once `activation` has passed; the
+    /// current one signs until then, and verifies until retention ends.
     #[tracing::instrument(level = "info", skip_all)]
     pub async fn rotate(
         store: &Store,
         clock: &dyn Clock,
+        activation: chrono::Duration,
         sealer: &Sealer,
     ) -> Result<String, KeyError> {
         let records = store.signing_keys().await?;
         let generation = records.first().map_or(1, |newest| newest.generation + 1);
         let key = sealed(generate(generation, clock)?, sealer)?;
-        store.rotate_signing_key(&key).await?;
+        store
+            .rotate_signing_key(&key, key.created_at + activation)
+            .await?;
         Ok(key.kid)
     }
 
+    #[cfg(test)]
     fn from_records(
         records: &[SigningKeyRecord],
         retention_cutoff: DateTime<Utc>,
         sealer: &Sealer,
     ) -> Result<Self, KeyError> {
+        Self::staged(records, retention_cutoff, DateTime::<Utc>::MAX_UTC, sealer)
+    }
+
+    /// The keys to verify with and publish, and the one to sign with: the
+    /// newest created at or before `signable_from`, or, when none is that
+    /// old, the oldest that may still sign (a first key signs at once; a
+    /// young key keeps signing while its successor waits).
+    fn staged(
+        records: &[SigningKeyRecord],
+        retention_cutoff: DateTime<Utc>,
+        signable_from: DateTime<Utc>,
+        sealer: &Sealer,
+    ) -> Result<Self, KeyError> {
         let mut verifying = HashMap::new();
         let mut published = Vec::new();
         let mut signing = None;
+        let mut oldest = None;
         let usable = records.iter().filter(|record| {
             record.state == KeyState::Active
                 || record.retired_at.is_some_and(|at| at > retention_cutoff)
@@ -175,16 +197,25 @@ impl Keyring {
                 },
             );
             published.push(public_jwk(&record.kid, public));
-            if signing.is_none() && record.state == KeyState::Active {
-                signing = Some(SigningKey {
-                    kid: record.kid.clone(),
-                    algorithm: Algorithm::EdDSA,
-                    key: EncodingKey::from_ed_der(&pkcs8),
-                });
+            let key = || SigningKey {
+                kid: record.kid.clone(),
+                algorithm: Algorithm::EdDSA,
+                key: EncodingKey::from_ed_der(&pkcs8),
+            };
+            // A retired key signs while its successor waits to activate.
+            let still_signing = record.state == KeyState::Active
+                || record.retired_at.is_some_and(|at| at > signable_from);
+            if signing.is_none() && still_signing && record.created_at <= signable_from {
+                signing = Some(key());
+            }
+            if still_signing {
+                // Records come newest first: this ends as the oldest.
+                oldest = Some(key());
             }
         }
-        let signing =
-            signing.ok_or_else(|| KeyError::Corrupt("no active signing key".to_owned()))?;
+        let signing = signing
+            .or(oldest)
+            .ok_or_else(|| KeyError::Corrupt("no active signing key".to_owned()))?;
         Ok(Self {
             signing,
             verifying,

@@ -195,13 +195,20 @@ impl Auth {
         Ok(claims)
     }
 
-    /// Makes a new signing key active (sealed with the encryption key);
-    /// earlier ones keep verifying until their tokens expire.
+    /// Publishes a new signing key (sealed with the encryption key), which
+    /// signs once the activation delay has passed; earlier ones keep
+    /// verifying until their tokens expire.
     pub async fn rotate_signing_key(&self) -> Result<String, AuthError> {
         if !self.tokens.keyring().is_stored() {
             return Err(AuthError::Keys(KeyError::NotStored));
         }
-        Ok(Keyring::rotate(&self.store, self.clock.as_ref(), &self.sealer).await?)
+        Ok(Keyring::rotate(
+            &self.store,
+            self.clock.as_ref(),
+            self.tokens.key_activation(),
+            &self.sealer,
+        )
+        .await?)
     }
 
     /// Brings the revocation set and the signing keys up to date with the
@@ -210,9 +217,14 @@ impl Auth {
         self.sync_revocations().await?;
         if reload_keys && self.tokens.keyring().is_stored() {
             let cutoff = self.clock.now() - token_retention(self.tokens.lifetime());
-            let keyring =
-                Keyring::load_or_create(&self.store, self.clock.as_ref(), cutoff, &self.sealer)
-                    .await?;
+            let keyring = Keyring::load_or_create(
+                &self.store,
+                self.clock.as_ref(),
+                cutoff,
+                self.tokens.key_activation(),
+                &self.sealer,
+            )
+            .await?;
             // A key gone from the database (an operator removing a leaked
             // one) must stop its tokens at once, cached or not.
             let before = self.tokens.keyring();

@@ -186,6 +186,8 @@ pub struct TokenService {
     /// `SECRET_KEY` mode: tokens shaped as the origin's (`sub` = username,
     /// no `iss` or `aud`), and the origin's own tokens accepted.
     origin_shaped: bool,
+    /// How long a rotated-in key is published before it signs.
+    key_activation: Duration,
 }
 
 /// What an account adds to its tokens beyond who it is.
@@ -212,7 +214,18 @@ impl TokenService {
             lifetime,
             clock,
             metadata_claim: "app_metadata".to_owned(),
+            key_activation: Duration::zero(),
         }
+    }
+
+    /// A new signing key is published this long before it signs.
+    pub fn with_key_activation(mut self, activation: Duration) -> Self {
+        self.key_activation = activation;
+        self
+    }
+
+    pub fn key_activation(&self) -> Duration {
+        self.key_activation
     }
 
     /// Copies `app_metadata` into tokens under `claim` instead.
@@ -446,7 +459,10 @@ mod tests {
             )
             .unwrap();
         let claims = tokens.verify(&issued.access_token).unwrap();
-        assert_eq!(claims.sub, user.to_string());
+        // SECRET_KEY mode: the origin's shape, the account id alongside.
+        assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.account_ids().map(|ids| ids.0), Some(user));
+        assert!(claims.aud.is_empty() && claims.iss.is_empty());
         assert_eq!(claims.exp - claims.iat, 900);
         clock.advance(Duration::seconds(900 + LEEWAY_SECONDS));
         assert!(tokens.verify(&issued.access_token).is_err());

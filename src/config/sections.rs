@@ -108,6 +108,9 @@ pub struct TokenSettings {
     pub encryption_key: Option<EncryptionKey>,
     /// The access-token claim an account's `app_metadata` is copied under.
     pub app_metadata_claim: String,
+    /// Seconds a rotated-in signing key is published (in the JWKS) before it
+    /// signs, longer than consumers cache the JWKS.
+    pub key_activation_seconds: Bounded<0, 86400>,
 }
 
 impl Default for TokenSettings {
@@ -118,6 +121,7 @@ impl Default for TokenSettings {
             audience: "latchkey".to_owned(),
             encryption_key: None,
             app_metadata_claim: "app_metadata".to_owned(),
+            key_activation_seconds: Bounded::clamped(900),
         }
     }
 }

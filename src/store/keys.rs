@@ -121,14 +121,20 @@ impl Store {
 
     /// Makes `key` the active signing key and retires every other active key, in one transaction.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+    /// Inserts `key` as the active key; the one active until now is retired
+    /// at `retire_at` (it signs until then, while `key` is published).
+    pub async fn rotate_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        retire_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let transaction = self.db.begin().await?;
         signing_key::Entity::update_many()
             .col_expr(
                 signing_key::Column::State,
                 Expr::value(KeyState::Retired.as_str()),
             )
-            .col_expr(signing_key::Column::RetiredAt, Expr::value(key.created_at))
+            .col_expr(signing_key::Column::RetiredAt, Expr::value(retire_at))
             .filter(signing_key::Column::State.eq(KeyState::Active.as_str()))
             .exec(&transaction)
             .await?;

@@ -289,22 +289,30 @@ async fn revocations_survive_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_signed_before_a_key_rotation_still_verify() {
+async fn a_rotated_key_is_published_before_it_signs_and_old_tokens_still_verify() {
     let app = TestApp::spawn().await;
+    let (app, clock) = app.with_manual_clock().await;
     let before = app.alice_token().await;
+    let old_kid = token_header(&before)["kid"].as_str().unwrap().to_owned();
     let new_kid = app.auth.rotate_signing_key().await.unwrap();
     // The running server picks the new key up from the database at its next
     // key reload, triggered here rather than waited for.
     app.auth.poll_shared_state(true).await.unwrap();
     assert_eq!(app.jwks().await["keys"].as_array().unwrap().len(), 2);
     assert_eq!(app.get_resource(&before).await.status(), 200);
+    // Published, not signing yet: consumers learn it first.
+    let during = app.token_for("alice", ALICE_PASSWORD).await;
+    assert_eq!(token_header(&during)["kid"], old_kid);
+    clock.advance(Duration::seconds(901));
+    app.auth.poll_shared_state(true).await.unwrap();
     let after = app.token_for("alice", ALICE_PASSWORD).await;
-    let header = token_header(&after);
-    assert_eq!(header["kid"], new_kid);
+    assert_eq!(token_header(&after)["kid"], new_kid);
     assert_eq!(app.get_resource(&after).await.status(), 200);
     let restarted = app.restart().await;
-    assert_eq!(restarted.get_resource(&before).await.status(), 200);
+    assert_eq!(restarted.get_resource(&after).await.status(), 200);
     assert_eq!(restarted.jwks().await["keys"].as_array().unwrap().len(), 2);
+    let again = restarted.token_for("alice", ALICE_PASSWORD).await;
+    assert_eq!(token_header(&again)["kid"], new_kid);
 }
 
 fn token_header(token: &str) -> Value {
