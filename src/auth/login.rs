@@ -131,7 +131,11 @@ impl Auth {
         context: &ClientContext,
         outcome: &str,
     ) {
+        // The account key hashed: the log says which account without naming it.
+        let account = &super::secrets::hash_secret(account_key)[..16];
+        tracing::warn!(account, client = ?context.ip, outcome, "login failed");
         if let Some(lock) = self.throttle.login_failed(account_key, context.ip).await {
+            tracing::warn!(account, client = ?context.ip, seconds = lock.as_secs(), "login locked");
             let locked = format!("locked for {}s", lock.as_secs());
             self.audit(AuditEvent::Lockout, user_id, context, &locked)
                 .await;

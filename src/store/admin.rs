@@ -8,12 +8,13 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::AuditRecord;
+use super::audit::insert_audit_row;
 use super::entities::{api_key, audit_event, deleted_user, role, user};
 use super::error::{classify_write, with_retry};
 use super::outbox::{Outgoing, write_outgoing};
@@ -361,17 +362,15 @@ impl Store {
                 .filter(audit_event::Column::UserId.eq(id))
                 .exec(&transaction)
                 .await?;
-            audit_event::Entity::insert(audit_event::ActiveModel {
-                id: NotSet,
-                at: Set(now),
-                event: Set("user_deleted".to_owned()),
-                user_id: Set(Some(id)),
-                client_ip: Set(None),
-                user_agent: Set(None),
-                outcome: Set(tombstone_outcome.chars().take(64).collect()),
-            })
-            .exec_without_returning(&transaction)
-            .await?;
+            let tombstone = AuditRecord {
+                at: now,
+                event: "user_deleted".to_owned(),
+                user_id: Some(id),
+                client_ip: None,
+                user_agent: None,
+                outcome: tombstone_outcome.chars().take(64).collect(),
+            };
+            insert_audit_row(&transaction, &tombstone).await?;
             deleted_user::Entity::insert(deleted_user::ActiveModel {
                 user_id: Set(id),
                 deleted_at: Set(now),
@@ -426,19 +425,7 @@ impl Store {
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|row| {
-                (
-                    row.id,
-                    AuditRecord {
-                        at: row.at,
-                        event: row.event,
-                        user_id: row.user_id,
-                        client_ip: row.client_ip,
-                        user_agent: row.user_agent,
-                        outcome: row.outcome,
-                    },
-                )
-            })
+            .map(|row| (row.id, AuditRecord::from(row)))
             .collect())
     }
 }

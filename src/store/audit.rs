@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -20,21 +20,42 @@ pub struct AuditRecord {
     pub outcome: String,
 }
 
+impl From<audit_event::Model> for AuditRecord {
+    fn from(row: audit_event::Model) -> Self {
+        Self {
+            at: row.at,
+            event: row.event,
+            user_id: row.user_id,
+            client_ip: row.client_ip,
+            user_agent: row.user_agent,
+            outcome: row.outcome,
+        }
+    }
+}
+
+/// Writes one audit event, on its own or inside a caller's transaction.
+pub(super) async fn insert_audit_row(
+    connection: &impl ConnectionTrait,
+    record: &AuditRecord,
+) -> Result<(), StoreError> {
+    audit_event::Entity::insert(audit_event::ActiveModel {
+        id: NotSet,
+        at: Set(record.at),
+        event: Set(record.event.clone()),
+        user_id: Set(record.user_id),
+        client_ip: Set(record.client_ip.clone()),
+        user_agent: Set(record.user_agent.clone()),
+        outcome: Set(record.outcome.clone()),
+    })
+    .exec_without_returning(connection)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn insert_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        audit_event::Entity::insert(audit_event::ActiveModel {
-            id: NotSet,
-            at: Set(record.at),
-            event: Set(record.event.clone()),
-            user_id: Set(record.user_id),
-            client_ip: Set(record.client_ip.clone()),
-            user_agent: Set(record.user_agent.clone()),
-            outcome: Set(record.outcome.clone()),
-        })
-        .exec_without_returning(&self.db)
-        .await?;
-        Ok(())
+        insert_audit_row(&self.db, record).await
     }
 
     /// A user's events, newest first.
@@ -51,16 +72,6 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| AuditRecord {
-                at: row.at,
-                event: row.event,
-                user_id: row.user_id,
-                client_ip: row.client_ip,
-                user_agent: row.user_agent,
-                outcome: row.outcome,
-            })
-            .collect())
+        Ok(rows.into_iter().map(AuditRecord::from).collect())
     }
 }

@@ -5,12 +5,13 @@
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
-use super::entities::{SecretColumn, audit_event, outbox, webhook_endpoint};
+use super::audit::insert_audit_row;
+use super::entities::{SecretColumn, outbox, webhook_endpoint};
 use super::error::with_retry;
 use super::outbox::{Outgoing, write_outgoing};
 use super::{AuditRecord, OutboxRecord, Store, StoreError};
@@ -183,17 +184,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         with_retry(|| async {
             let transaction = self.db.begin().await?;
-            audit_event::Entity::insert(audit_event::ActiveModel {
-                id: NotSet,
-                at: Set(record.at),
-                event: Set(record.event.clone()),
-                user_id: Set(record.user_id),
-                client_ip: Set(record.client_ip.clone()),
-                user_agent: Set(record.user_agent.clone()),
-                outcome: Set(record.outcome.clone()),
-            })
-            .exec_without_returning(&transaction)
-            .await?;
+            insert_audit_row(&transaction, record).await?;
             write_outgoing(&transaction, outgoing, record.at).await?;
             transaction.commit().await?;
             Ok(())

@@ -9,42 +9,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey::auth::{Actor, ClientContext};
 use latchkey::store::{NewUser, Outgoing};
-use reqwest::{Method, Response};
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{ALICE_PASSWORD, TestApp, json_with_status};
+use crate::helpers::{ALICE_PASSWORD, TestApp, api_key, call, json_with_status};
 
 fn claims(access_token: &str) -> Value {
     let payload = access_token.split('.').nth(1).expect("a JWT");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-/// An API key holding `scopes`, made as the command line makes it.
-async fn api_key(app: &TestApp, scopes: &[&str]) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-    let (_, key) = app
-        .auth
-        .create_api_key("test", &scopes, &Actor::Operator, &ClientContext::default())
-        .await
-        .expect("key");
-    secrecy::ExposeSecret::expose_secret(&key).to_owned()
-}
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> Response {
-    let mut request = app.client.request(method, app.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.expect("request")
 }
 
 /// bob, holding the `admin` role; his access token.

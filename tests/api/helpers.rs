@@ -505,3 +505,37 @@ pub async fn json_with_status(response: Response, status: u16) -> Value {
     assert_eq!(response.status().as_u16(), status, "unexpected status");
     response.json().await.expect("a JSON body")
 }
+
+/// An API key named `test` holding `scopes`, made as the command line makes it.
+pub async fn api_key(app: &TestApp, scopes: &[&str]) -> String {
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let (_, key) = app
+        .auth
+        .create_api_key(
+            "test",
+            &scopes,
+            &latchkey::auth::Actor::Operator,
+            &latchkey::auth::ClientContext::default(),
+        )
+        .await
+        .expect("key");
+    secrecy::ExposeSecret::expose_secret(&key).to_owned()
+}
+
+/// A request with an optional bearer token and an optional JSON body.
+pub async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Response {
+    let mut request = app.client.request(method, app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("request")
+}

@@ -9,40 +9,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use latchkey::auth::{Actor, ClientContext};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
-
-async fn api_key(app: &TestApp, scopes: &[&str]) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-    let (_, key) = app
-        .auth
-        .create_api_key(
-            "hooks",
-            &scopes,
-            &Actor::Operator,
-            &ClientContext::default(),
-        )
-        .await
-        .expect("key");
-    secrecy::ExposeSecret::expose_secret(&key).to_owned()
-}
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.expect("request")
-}
+use crate::helpers::{ALICE_PASSWORD, Options, TestApp, api_key, call, json_with_status};
 
 /// The receiver process; killed when dropped.
 struct Receiver {
@@ -122,7 +92,7 @@ async fn endpoints_that_could_reach_inside_the_network_are_refused() {
             &app,
             Method::POST,
             "/admin/webhooks",
-            &key,
+            Some(&key),
             Some(json!({"url": url, "events": ["user.created"]})),
         )
         .await;
@@ -132,7 +102,7 @@ async fn endpoints_that_could_reach_inside_the_network_are_refused() {
         &app,
         Method::POST,
         "/admin/webhooks",
-        &key,
+        Some(&key),
         Some(json!({"url": "https://example.com/hook", "events": ["user.exploded"]})),
     )
     .await;
@@ -149,11 +119,7 @@ async fn every_event_of_a_burst_arrives_signed_across_an_outage_and_a_restart() 
     let port = free_port();
     let folder = tempfile::tempdir().unwrap();
     let output = folder.path().join("received.jsonl");
-    let created = call(
-        &app,
-        Method::POST,
-        "/admin/webhooks",
-        &key,
+    let created = call(&app, Method::POST, "/admin/webhooks", Some(&key),
         Some(json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["user.created", "user.updated"]})),
     )
     .await;
@@ -162,7 +128,7 @@ async fn every_event_of_a_burst_arrives_signed_across_an_outage_and_a_restart() 
     assert!(secret.starts_with("whsec_"));
     let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
     let listed = json_with_status(
-        call(&app, Method::GET, "/admin/webhooks", &key, None).await,
+        call(&app, Method::GET, "/admin/webhooks", Some(&key), None).await,
         200,
     )
     .await;
@@ -184,7 +150,7 @@ async fn every_event_of_a_burst_arrives_signed_across_an_outage_and_a_restart() 
             &app,
             Method::PATCH,
             &user_path,
-            &key,
+            Some(&key),
             Some(json!({"app_metadata": {"n": index}})),
         )
     };
@@ -233,7 +199,7 @@ async fn every_event_of_a_burst_arrives_signed_across_an_outage_and_a_restart() 
             &app,
             Method::GET,
             &format!("/admin/webhooks/{endpoint_id}/deliveries?limit=200"),
-            &key,
+            Some(&key),
             None,
         )
         .await,
