@@ -99,6 +99,19 @@ impl Actor {
             Self::Admin { .. } | Self::Operator => true,
         }
     }
+
+    /// Only a caller with every scope (an admin, the command line, or a key
+    /// holding them all) may make or touch an admin: anything less could
+    /// raise itself to one.
+    fn require_full_access(&self) -> Result<(), AuthError> {
+        if AdminScope::ALL.iter().all(|scope| self.holds(scope.name())) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(
+                "Granting or changing the admin role, or an account holding it, needs every admin scope",
+            ))
+        }
+    }
 }
 
 /// An account as the admin API shows it.
@@ -372,6 +385,16 @@ impl Auth {
             .ok_or(AuthError::UserNotFound)
     }
 
+    /// The account an admin action changes; one holding the admin role
+    /// only for a caller with every scope.
+    async fn user_to_change(&self, id: Uuid, actor: &Actor) -> Result<UserRecord, AuthError> {
+        let user = self.user_by_id(id).await?;
+        if user.roles.iter().any(|role| role == ADMIN_ROLE) {
+            actor.require_full_access()?;
+        }
+        Ok(user)
+    }
+
     /// An account by username or email, for the command line.
     pub async fn find_account(&self, login_name: &str) -> Result<Option<AdminUser>, AuthError> {
         Ok(self
@@ -400,6 +423,9 @@ impl Auth {
             None => None,
         };
         self.check_roles(&new.roles).await?;
+        if new.roles.iter().any(|role| role == ADMIN_ROLE) {
+            actor.require_full_access()?;
+        }
         let invite = new.password.is_none();
         if invite && self.mail.mailer.is_none() {
             return Err(AuthError::MailNotConfigured);
@@ -463,7 +489,7 @@ impl Auth {
         actor: &Actor,
         context: &ClientContext,
     ) -> Result<AdminUser, AuthError> {
-        let before = self.user_by_id(id).await?;
+        let before = self.user_to_change(id, actor).await?;
         let mut problems = Vec::new();
         let username = edit.username.as_deref().and_then(|raw| {
             Username::parse(raw)
@@ -495,7 +521,10 @@ impl Auth {
         let changes = UserChanges {
             username: username.map(|u| (u.as_str().to_owned(), u.normalized().to_owned())),
             email: email.map(|e| (e.as_str().to_owned(), e.normalized().to_owned())),
-            email_verified: edit.email_verified,
+            // A new address is unverified unless the admin says otherwise.
+            email_verified: edit
+                .email_verified
+                .or(edit.email.is_some().then_some(false)),
             disabled: edit.disabled,
             app_metadata,
             ..UserChanges::default()
@@ -544,7 +573,19 @@ impl Auth {
         let mut roles = roles;
         roles.sort();
         roles.dedup();
+        if roles.len() > 20 || roles.iter().any(|role| role.len() > 64) {
+            return Err(invalid(
+                "roles",
+                "at most 20 roles of at most 64 characters",
+            ));
+        }
         self.check_roles(&roles).await?;
+        let before = self.user_to_change(id, actor).await?;
+        if roles.iter().any(|role| role == ADMIN_ROLE)
+            && !before.roles.iter().any(|r| r == ADMIN_ROLE)
+        {
+            actor.require_full_access()?;
+        }
         let changes = UserChanges {
             roles: Some(roles),
             ..UserChanges::default()
@@ -579,6 +620,9 @@ impl Auth {
                 "must be 1 to 64 letters, digits or _-:. (no spaces)",
             ));
         }
+        if name == ADMIN_ROLE {
+            actor.require_full_access()?;
+        }
         if description.is_some_and(|d| d.chars().count() > 256 || d.chars().any(char::is_control)) {
             return Err(invalid(
                 "description",
@@ -610,7 +654,7 @@ impl Auth {
         actor: &Actor,
         context: &ClientContext,
     ) -> Result<(), AuthError> {
-        self.user_by_id(id).await?;
+        self.user_to_change(id, actor).await?;
         self.erase_account(id, &actor.describe(), context).await
     }
 
@@ -674,7 +718,7 @@ impl Auth {
         actor: &Actor,
         context: &ClientContext,
     ) -> Result<(), AuthError> {
-        let user = self.user_by_id(id).await?;
+        let user = self.user_to_change(id, actor).await?;
         self.throttle
             .unlock(&normalize_login_name(&user.username))
             .await;
@@ -690,7 +734,7 @@ impl Auth {
         actor: &Actor,
         context: &ClientContext,
     ) -> Result<bool, AuthError> {
-        let user = self.user_by_id(id).await?;
+        let user = self.user_to_change(id, actor).await?;
         let removed = self.remove_every_factor(&user, &actor.describe()).await?;
         if removed {
             self.end_all_sessions(id, "factors_changed").await?;
@@ -719,7 +763,7 @@ impl Auth {
         actor: &Actor,
         context: &ClientContext,
     ) -> Result<(), AuthError> {
-        self.user_by_id(id).await?;
+        self.user_to_change(id, actor).await?;
         self.end_all_sessions(id, "ended_by_admin").await?;
         self.audit_by(AuditEvent::SessionsEnded, Some(id), actor, context)
             .await;
@@ -767,6 +811,12 @@ impl Auth {
             .into_iter()
             .map(AuditEntry::from)
             .collect())
+    }
+
+    /// Whether `value` may be stored as `user_metadata` (a JSON object of
+    /// at most 4 KiB); checked before any part of `PATCH /me` is written.
+    pub fn check_user_metadata(value: &serde_json::Value) -> Result<(), AuthError> {
+        metadata_text("user_metadata", value).map(drop)
     }
 
     /// `PATCH /me` `{user_metadata}`.

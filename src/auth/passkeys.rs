@@ -38,6 +38,8 @@ use crate::store::{CeremonyRecord, NewPasskey, PasskeyRecord, UserRecord};
 const CEREMONY_LIFETIME: Duration = Duration::minutes(5);
 const MAX_PASSKEYS: usize = 20;
 const MAX_NAME_CHARS: usize = 64;
+/// How recent a sign-in must be to add a passkey.
+const RECENT_SIGN_IN: Duration = Duration::minutes(15);
 
 const REGISTER: &str = "register";
 const LOGIN: &str = "login";
@@ -193,6 +195,7 @@ impl Auth {
         principal: &Principal,
     ) -> Result<serde_json::Value, AuthError> {
         let user = self.current_user(principal).await?;
+        self.require_recent_sign_in(principal).await?;
         let existing = self.stored_credentials(&user).await?;
         if existing.len() >= MAX_PASSKEYS {
             return Err(AuthError::TooManyPasskeys);
@@ -240,6 +243,9 @@ impl Auth {
     ) -> Result<PasskeySummary, AuthError> {
         let name = passkey_name(name)?;
         let user = self.current_user(principal).await?;
+        if self.store.passkey_count(user.id).await? >= MAX_PASSKEYS as u64 {
+            return Err(AuthError::TooManyPasskeys);
+        }
         let response: RegisterPublicKeyCredential =
             parse_credential(credential).ok_or(AuthError::PasskeyRejected)?;
         let ceremony = self
@@ -281,6 +287,24 @@ impl Auth {
         self.factors_changed(&user, principal, context, "A passkey was added")
             .await;
         Ok(summary(record, &credential))
+    }
+
+    /// Adding a sign-in method needs a session opened in the last 15
+    /// minutes, so a stolen access token of an old session cannot plant a
+    /// passkey of its own.
+    async fn require_recent_sign_in(&self, principal: &Principal) -> Result<(), AuthError> {
+        let recent = self
+            .store
+            .find_session(principal.session_id)
+            .await?
+            .is_some_and(|session| session.created_at > self.clock.now() - RECENT_SIGN_IN);
+        if recent {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(
+                "Sign in again to add a passkey (the session must be less than 15 minutes old)",
+            ))
+        }
     }
 
     /// `GET /me/passkeys`.

@@ -6,7 +6,6 @@
 
 use std::net::IpAddr;
 
-use chrono::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -116,41 +115,24 @@ impl Auth {
             return Err(AuthError::InvalidGrant("the refresh token is invalid"));
         }
         let now = self.clock.now();
-        let (successor, successor_hash) = new_secret()?;
-        let presented_hash = hash_secret(presented);
-        // Kept sealed on the spent token, to answer the same successor to a
-        // repeat within the grace window.
-        let sealed = if self.sessions.refresh_grace > Duration::zero() {
-            Some(self.sealer.seal(
-                successor.expose_secret().as_bytes(),
-                &format!("successor:{presented_hash}"),
-            )?)
-        } else {
-            None
-        };
+        // The successor is derived from the presented token with the
+        // instance's key: a repeat within the grace window gets the same one
+        // without it being stored anywhere (unguessable without the key).
+        let successor =
+            SecretString::from(self.sealer.keyed_hash(presented, "refresh-token-successor"));
+        let successor_hash = hash_secret(successor.expose_secret());
         let rotation = self
             .store
             .rotate_refresh_token(
-                &presented_hash,
+                &hash_secret(presented),
                 &successor_hash,
-                sealed.as_deref(),
                 self.sessions.refresh_grace,
                 now,
                 now - self.sessions.idle_timeout,
             )
             .await?;
-        let (session, successor) = match rotation {
-            Rotation::Rotated(session) => (session, successor),
-            Rotation::Repeated {
-                session,
-                sealed_successor,
-            } => {
-                let opened = self
-                    .sealer
-                    .open(&sealed_successor, &format!("successor:{presented_hash}"))?;
-                let text = String::from_utf8(opened.to_vec()).map_err(|_| AuthError::Random)?;
-                (session, SecretString::from(text))
-            }
+        let session = match rotation {
+            Rotation::Rotated(session) | Rotation::Repeated(session) => session,
             Rotation::Reused {
                 session_id,
                 user_id,

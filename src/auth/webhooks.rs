@@ -144,6 +144,10 @@ pub fn is_internal(address: IpAddr) -> bool {
                 || (segments[0] & 0xffc0) == 0xfe80 // link-local
                 || (segments[0] == 0x2001 && segments[1] == 0x0db8) // documentation
                 || (segments[0] == 0x0064 && segments[1] == 0xff9b) // NAT64
+                || segments[0] == 0x2002 // 6to4 (an IPv4 address inside)
+                || (segments[0] == 0x2001 && segments[1] == 0) // Teredo
+                || (segments[0] & 0xffc0) == 0xfec0 // site-local
+                || segments[..4] == [0x0100, 0, 0, 0] // discard-only
                 || segments[..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible
         }
     }
@@ -161,6 +165,7 @@ fn is_internal_v4(v4: Ipv4Addr) -> bool {
         || a == 0
         || (a == 100 && (64..128).contains(&b)) // shared address space
         || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF protocol assignments
         || a >= 240 // reserved
 }
 
@@ -172,17 +177,37 @@ fn url_problem(message: String) -> AuthError {
     }])
 }
 
+/// Why an endpoint's address cannot be used.
+enum AddressProblem {
+    /// The name did not resolve (now): worth trying again.
+    Unresolved(String),
+    /// Not https, or an internal address: never.
+    Refused(String),
+}
+
+impl std::fmt::Display for AddressProblem {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unresolved(reason) | Self::Refused(reason) => formatter.write_str(reason),
+        }
+    }
+}
+
 /// The address to connect to for `url`: every address its host resolves
 /// to must be public (unless private networks are allowed).
-async fn checked_address(url: &url::Url, allow_private: bool) -> Result<SocketAddr, String> {
+async fn checked_address(
+    url: &url::Url,
+    allow_private: bool,
+) -> Result<SocketAddr, AddressProblem> {
+    use AddressProblem::{Refused, Unresolved};
     match url.scheme() {
         "https" => {}
         "http" if allow_private => {}
-        _ => return Err("must be an https URL".to_owned()),
+        _ => return Err(Refused("must be an https URL".to_owned())),
     }
     let port = url
         .port_or_known_default()
-        .ok_or_else(|| "has no port".to_owned())?;
+        .ok_or_else(|| Refused("has no port".to_owned()))?;
     let addresses: Vec<SocketAddr> = match url.host() {
         Some(url::Host::Ipv4(v4)) => vec![SocketAddr::new(IpAddr::V4(v4), port)],
         Some(url::Host::Ipv6(v6)) => vec![SocketAddr::new(IpAddr::V6(v6), port)],
@@ -191,23 +216,23 @@ async fn checked_address(url: &url::Url, allow_private: bool) -> Result<SocketAd
             tokio::net::lookup_host((domain, port)),
         )
         .await
-        .map_err(|_| format!("{domain} did not resolve in time"))?
-        .map_err(|_| format!("{domain} does not resolve"))?
+        .map_err(|_| Unresolved(format!("{domain} did not resolve in time")))?
+        .map_err(|_| Unresolved(format!("{domain} does not resolve")))?
         .collect(),
-        None => return Err("has no host".to_owned()),
+        None => return Err(Refused("has no host".to_owned())),
     };
     if !allow_private
         && let Some(internal) = addresses.iter().find(|address| is_internal(address.ip()))
     {
-        return Err(format!(
+        return Err(Refused(format!(
             "reaches {}, a loopback, private, link-local or reserved address",
             internal.ip()
-        ));
+        )));
     }
     addresses
         .into_iter()
         .next()
-        .ok_or_else(|| "resolves to no address".to_owned())
+        .ok_or_else(|| Unresolved("resolves to no address".to_owned()))
 }
 
 /// The Standard Webhooks signature of one attempt: `v1,<base64 HMAC-SHA256>`
@@ -246,9 +271,12 @@ impl Auth {
         if url.len() > 2048 {
             return Err(url_problem("must be at most 2048 characters".to_owned()));
         }
+        if parsed.as_str().len() > 2048 {
+            return Err(url_problem("must be at most 2048 characters".to_owned()));
+        }
         checked_address(&parsed, self.webhooks.allow_private)
             .await
-            .map_err(url_problem)?;
+            .map_err(|problem| url_problem(problem.to_string()))?;
         let mut subscribed: Vec<String> = Vec::new();
         for event in events {
             if !EVENT_TYPES.contains(&event.as_str()) {
@@ -508,7 +536,15 @@ impl WebhookCourier {
             .map_err(|error| SendError::Permanent(format!("url: {error}")))?;
         let address = checked_address(&url, auth.webhooks.allow_private)
             .await
-            .map_err(|problem| SendError::Permanent(format!("the endpoint {problem}")))?;
+            .map_err(|problem| match problem {
+                // A name that does not resolve now may resolve later.
+                AddressProblem::Unresolved(reason) => {
+                    SendError::Transient(format!("the endpoint {reason}"))
+                }
+                AddressProblem::Refused(reason) => {
+                    SendError::Permanent(format!("the endpoint {reason}"))
+                }
+            })?;
         let secret = auth
             .sealer
             .open(&endpoint.sealed_secret, &Auth::webhook_binding(endpoint.id))
@@ -518,6 +554,8 @@ impl WebhookCourier {
         let signature = sign(&secret, &id, timestamp, &message.payload);
         let mut client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the name again, past the check.
+            .no_proxy()
             .timeout(SEND_TIMEOUT)
             .user_agent("latchkey-webhooks");
         // Connect to the address that was checked, not to a second lookup.

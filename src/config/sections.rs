@@ -131,6 +131,7 @@ const REGISTERED_CLAIMS: &[&str] = &[
     "iss",
     "aud",
     "sub",
+    "uid",
     "preferred_username",
     "sid",
     "email_verified",

@@ -111,12 +111,17 @@ async fn update_me(
     ApiJson(update): ApiJson<MeUpdate>,
 ) -> Result<Json<MeView>, ApiError> {
     if let Some(metadata) = &update.user_metadata {
-        state.auth.set_user_metadata(&principal, metadata).await?;
+        crate::auth::Auth::check_user_metadata(metadata)?;
     }
-    let account = match update.locale {
+    // The locale is checked as it is set; the metadata, already checked, after.
+    let mut account = match update.locale {
         Some(locale) => state.auth.set_locale(&principal, locale.as_deref()).await?,
         None => state.auth.account(&principal).await?,
     };
+    if let Some(metadata) = &update.user_metadata {
+        state.auth.set_user_metadata(&principal, metadata).await?;
+        account.user_metadata = metadata.clone();
+    }
     Ok(Json(MeView::from(account)))
 }
 

@@ -278,9 +278,8 @@ impl Store {
             .collect())
     }
 
-    /// Applies an admin's edit in one statement; disabling (or changing
-    /// the email) raises the credential version, so refresh tokens of the
-    /// old state stop. `Conflict` when the new username or email is taken;
+    /// Applies an admin's edit in one statement; disabling raises the
+    /// credential version, so refresh tokens of the old state stop. `Conflict` when the new username or email is taken;
     /// `false` when there is no such account.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn update_user(

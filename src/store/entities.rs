@@ -123,8 +123,6 @@ pub mod refresh_token {
         pub session_id: Uuid,
         pub created_at: DateTimeUtc,
         pub used_at: Option<DateTimeUtc>,
-        /// Once spent: its successor, sealed, for the refresh grace window.
-        pub successor: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

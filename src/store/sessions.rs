@@ -78,11 +78,8 @@ pub enum Rotation {
         user_id: Uuid,
     },
     /// The token was spent within the grace window and its successor is
-    /// still unused: the same successor (sealed), for the same session.
-    Repeated {
-        session: SessionRecord,
-        sealed_successor: String,
-    },
+    /// still unused: the caller answers the same successor again.
+    Repeated(SessionRecord),
     /// The session was opened with a credential that has changed since (a
     /// password change raced its login): the session is now revoked.
     CredentialChanged {
@@ -150,7 +147,6 @@ impl Store {
         &self,
         presented: &str,
         successor: &str,
-        sealed_successor: Option<&str>,
         grace: Duration,
         now: DateTime<Utc>,
         idle_cutoff: DateTime<Utc>,
@@ -159,10 +155,6 @@ impl Store {
             let transaction = self.db.begin().await?;
             let spent = refresh_token::Entity::update_many()
                 .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
-                .col_expr(
-                    refresh_token::Column::Successor,
-                    Expr::value(sealed_successor.map(str::to_owned)),
-                )
                 .filter(refresh_token::Column::TokenHash.eq(presented))
                 .filter(refresh_token::Column::UsedAt.is_null())
                 .exec(&transaction)
@@ -182,9 +174,16 @@ impl Store {
                 return Ok(Rotation::Unknown);
             };
             if spent.rows_affected == 0
-                && let Some(repeated) =
-                    repeat_within_grace(&transaction, &token, &session, grace, now, idle_cutoff)
-                        .await?
+                && let Some(repeated) = repeat_within_grace(
+                    &transaction,
+                    &token,
+                    successor,
+                    &session,
+                    grace,
+                    now,
+                    idle_cutoff,
+                )
+                .await?
             {
                 transaction.commit().await?;
                 return Ok(repeated);
@@ -346,17 +345,18 @@ impl Store {
     }
 }
 
-/// A token spent at most `grace` ago whose successor is unused and whose
-/// session is live: the same successor again.
+/// A token spent at most `grace` ago whose successor (by its hash) is still
+/// unused, in a live session: the same successor again.
 async fn repeat_within_grace(
     connection: &impl ConnectionTrait,
     token: &refresh_token::Model,
+    successor: &str,
     session: &session::Model,
     grace: Duration,
     now: DateTime<Utc>,
     idle_cutoff: DateTime<Utc>,
 ) -> Result<Option<Rotation>, StoreError> {
-    let (Some(used_at), Some(sealed)) = (token.used_at, token.successor.as_ref()) else {
+    let Some(used_at) = token.used_at else {
         return Ok(None);
     };
     if grace <= Duration::zero() || now - used_at > grace {
@@ -365,19 +365,13 @@ async fn repeat_within_grace(
     let live = session.revoked_at.is_none()
         && session.expires_at > now
         && session.last_used_at > idle_cutoff;
-    // The chain is linear: the successor was used if any other token of
-    // the session was spent since this one.
-    let unused = refresh_token::Entity::find()
+    let unused = refresh_token::Entity::find_by_id(successor.to_owned())
         .filter(refresh_token::Column::SessionId.eq(session.id))
-        .filter(refresh_token::Column::UsedAt.gte(used_at))
-        .filter(refresh_token::Column::TokenHash.ne(token.token_hash.clone()))
+        .filter(refresh_token::Column::UsedAt.is_null())
         .one(connection)
         .await?
-        .is_none();
-    Ok((live && unused).then(|| Rotation::Repeated {
-        session: SessionRecord::from(session.clone()),
-        sealed_successor: sealed.clone(),
-    }))
+        .is_some();
+    Ok((live && unused).then(|| Rotation::Repeated(SessionRecord::from(session.clone()))))
 }
 
 async fn insert_refresh_token(
@@ -391,7 +385,6 @@ async fn insert_refresh_token(
         session_id: Set(session_id),
         created_at: Set(now),
         used_at: Set(None),
-        successor: Set(None),
     })
     .exec_without_returning(connection)
     .await

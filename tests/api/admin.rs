@@ -611,3 +611,72 @@ async fn admins_create_edit_unlock_and_delete_accounts() {
     assert_eq!(events[0]["event"], "user_deleted");
     assert_eq!(events[0]["outcome"], "by key test");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_for_users_cannot_make_or_touch_an_admin() {
+    let app = TestApp::spawn().await;
+    let key = api_key(&app, &["admin:users"]).await;
+    let refused = call(
+        &app,
+        Method::POST,
+        "/admin/roles",
+        Some(&key),
+        Some(json!({"name": "admin"})),
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+    let admin = admin_token(&app).await;
+    let bob = claims(&admin)["sub"].as_str().unwrap().to_owned();
+    let created = call(&app, Method::POST, "/admin/users", Some(&key), Some(json!({
+        "username": "mallory", "email": "mallory@example.com", "password": ALICE_PASSWORD, "roles": ["admin"]
+    }))).await;
+    assert_eq!(created.status(), 403);
+    let created = call(
+        &app,
+        Method::POST,
+        "/admin/users",
+        Some(&key),
+        Some(json!({
+            "username": "mallory", "email": "mallory@example.com", "password": ALICE_PASSWORD
+        })),
+    )
+    .await;
+    let mallory = json_with_status(created, 201).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let granted = call(
+        &app,
+        Method::PUT,
+        &format!("/admin/users/{mallory}/roles"),
+        Some(&key),
+        Some(json!({"roles": ["admin"]})),
+    )
+    .await;
+    assert_eq!(granted.status(), 403);
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            format!("/admin/users/{bob}"),
+            Some(json!({"email": "mallory2@example.com"})),
+        ),
+        (Method::DELETE, format!("/admin/users/{bob}"), None),
+        (Method::DELETE, format!("/admin/users/{bob}/mfa"), None),
+        (Method::DELETE, format!("/admin/users/{bob}/sessions"), None),
+    ] {
+        let status = call(&app, method.clone(), &path, Some(&key), body)
+            .await
+            .status();
+        assert_eq!(status, 403, "{method} {path}");
+    }
+    // An admin may.
+    let granted = call(
+        &app,
+        Method::PUT,
+        &format!("/admin/users/{mallory}/roles"),
+        Some(&admin),
+        Some(json!({"roles": ["admin"]})),
+    )
+    .await;
+    assert_eq!(granted.status(), 200);
+}

@@ -479,3 +479,28 @@ async fn the_relying_party_follows_the_public_url_and_refuses_origins_outside_it
     let error = refused.expect_err("an origin outside the relying-party id is refused");
     assert!(error.contains("LATCHKEY_WEBAUTHN_ORIGINS"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_passkey_needs_a_recent_sign_in() {
+    let (app, clock, _) = alice_with_passkeys().await;
+    let tokens = json_with_status(app.login("alice", ALICE_PASSWORD).await, 200).await;
+    clock.advance(Duration::minutes(16));
+    // The same session, a fresh access token: still an old sign-in.
+    let refreshed = json_with_status(
+        app.refresh(tokens["refresh_token"].as_str().unwrap()).await,
+        200,
+    )
+    .await;
+    let token = refreshed["access_token"].as_str().unwrap();
+    let refused = post(&app, "/me/passkeys/register/start", Some(token), json!({})).await;
+    assert_eq!(refused.status(), 403);
+    let fresh = json_with_status(app.login("alice", ALICE_PASSWORD).await, 200).await;
+    let started = post(
+        &app,
+        "/me/passkeys/register/start",
+        fresh["access_token"].as_str(),
+        json!({}),
+    )
+    .await;
+    assert_eq!(started.status(), 200);
+}

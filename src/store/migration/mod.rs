@@ -16,7 +16,6 @@ mod m20261203_000006_add_email_lifecycle;
 mod m20261203_000007_add_second_factors;
 mod m20261203_000008_add_passkeys;
 mod m20261203_000009_add_admin;
-mod m20261203_000010_add_refresh_grace;
 
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
@@ -37,7 +36,6 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_add_second_factors::Migration),
             Box::new(m20261203_000008_add_passkeys::Migration),
             Box::new(m20261203_000009_add_admin::Migration),
-            Box::new(m20261203_000010_add_refresh_grace::Migration),
         ]
     }
 }
