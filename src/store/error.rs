@@ -14,6 +14,10 @@ pub enum StoreError {
     Config(String),
     #[error("cannot connect to the database")]
     Connect(#[source] DbErr),
+    /// The database server could not be reached or refused the connection:
+    /// where (host and port, never the password), and why.
+    #[error("cannot connect to the database at {target}: {reason}")]
+    Unreachable { target: String, reason: String },
     /// The database was migrated by a newer latchkey than this one.
     #[error(
         "the database schema is newer than this latchkey (it has migration {0}, unknown here); \
@@ -42,7 +46,7 @@ impl StoreError {
     /// outage (503, retry later), not a fault of this request.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::NoAnswer | Self::Connect(_) | Self::DiskFull => true,
+            Self::NoAnswer | Self::Connect(_) | Self::Unreachable { .. } | Self::DiskFull => true,
             Self::Database(error) if is_disk_full(error) => true,
             Self::Database(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => true,
             Self::Database(

@@ -68,6 +68,48 @@ impl Backend {
 /// fail: the instance reports itself not ready.
 const MIN_FREE_BYTES: u64 = 1024 * 1024;
 
+/// Names a network database that did not connect, by host and port, with
+/// a reason: the driver's, or, when the driver only says its pool timed out
+/// (what it says for a refused connection), what a plain TCP connection says.
+async fn connect_failure(url: &str, error: sea_orm::DbErr) -> StoreError {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return StoreError::Connect(error);
+    };
+    let default_port = match parsed.scheme() {
+        "postgres" | "postgresql" => 5432,
+        "mysql" | "mariadb" => 3306,
+        _ => return StoreError::Connect(error),
+    };
+    let Some(host) = parsed.host_str().map(str::to_owned) else {
+        return StoreError::Connect(error);
+    };
+    let port = parsed.port().unwrap_or(default_port);
+    // The innermost cause: the driver's own words, said once.
+    let mut innermost: &dyn std::error::Error = &error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    let driver = innermost.to_string();
+    let reason = if driver.contains("pool timed out") {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await;
+        match attempt {
+            Err(_) => "no answer within 3 s".to_owned(),
+            Ok(Err(refused)) => refused.to_string(),
+            Ok(Ok(_)) => "the server accepts connections but the driver gave up waiting".to_owned(),
+        }
+    } else {
+        driver
+    };
+    StoreError::Unreachable {
+        target: format!("{host}:{port}"),
+        reason,
+    }
+}
+
 /// The folder holding the database file of an `sqlite:` URL (not for `:memory:`).
 fn sqlite_folder(url: &str) -> Option<std::path::PathBuf> {
     let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
@@ -158,9 +200,10 @@ impl Store {
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .foreign_keys(true)
             });
-        let db = Database::connect(options)
-            .await
-            .map_err(StoreError::Connect)?;
+        let db = match Database::connect(options).await {
+            Ok(db) => db,
+            Err(error) => return Err(connect_failure(url, error).await),
+        };
         Ok(Self {
             db,
             sqlite_folder: sqlite_folder(url),

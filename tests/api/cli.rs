@@ -316,3 +316,21 @@ fn api_keys_roles_and_webhooks_are_managed_from_the_command_line() {
     );
     assert!(!listed.contains("whsec_"));
 }
+
+#[test]
+fn an_unreachable_database_is_named_by_host_and_reason_without_its_password() {
+    let directory = tempfile::tempdir().unwrap();
+    let output = latchkey(directory.path())
+        .env(
+            "LATCHKEY_DATABASE_URL",
+            "postgres://app:hunter2secret@127.0.0.1:1/app",
+        )
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
+    assert!(!stderr.contains("hunter2secret"), "{stderr}");
+}
