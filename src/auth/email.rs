@@ -255,31 +255,12 @@ impl Auth {
             outcome: "message queued",
         };
         self.mail_account_in_background(normalized, context, notice, |auth, user| {
-            let lifetime = auth.mail.policy.reset_lifetime;
-            let minted = auth.mint(user, Purpose::ResetPassword, lifetime)?;
-            let facts = Facts {
-                link: Some(
-                    auth.mailer()?
-                        .link(Page::ResetPassword, minted.token.expose_secret()),
-                ),
-                minutes: Some(lifetime.num_minutes()),
-                ..Self::facts_for(user)
-            };
-            let outgoing = Outgoing {
-                tokens: vec![minted.row],
-                ..Outgoing::default()
-            };
-            Ok((outgoing, facts))
+            auth.reset_link(user)
         })
     }
 
-    /// An account made by an admin without a password: a password-reset link
-    /// to choose one, queued now (the admin knows the account exists).
-    pub(crate) async fn invite(
-        &self,
-        user: &UserRecord,
-        context: &ClientContext,
-    ) -> Result<(), AuthError> {
+    /// A password-reset token for `user` and the facts of its message.
+    fn reset_link(&self, user: &UserRecord) -> Result<(Outgoing, Facts), AuthError> {
         let lifetime = self.mail.policy.reset_lifetime;
         let minted = self.mint(user, Purpose::ResetPassword, lifetime)?;
         let facts = Facts {
@@ -290,10 +271,21 @@ impl Auth {
             minutes: Some(lifetime.num_minutes()),
             ..Self::facts_for(user)
         };
-        let mut outgoing = Outgoing {
+        let outgoing = Outgoing {
             tokens: vec![minted.row],
             ..Outgoing::default()
         };
+        Ok((outgoing, facts))
+    }
+
+    /// An account made by an admin without a password: a password-reset link
+    /// to choose one, queued now (the admin knows the account exists).
+    pub(crate) async fn invite(
+        &self,
+        user: &UserRecord,
+        context: &ClientContext,
+    ) -> Result<(), AuthError> {
+        let (mut outgoing, facts) = self.reset_link(user)?;
         let preference = Self::preference(user, context);
         self.queue(
             &mut outgoing,

@@ -406,20 +406,7 @@ impl Auth {
         // The failure count stays until the code is right too.
         self.check_password_keeping_count(&user, password, context)
             .await?;
-        let totp = self
-            .store
-            .totp_factor(user.id)
-            .await?
-            .filter(|factor| factor.confirmed)
-            .ok_or(AuthError::TotpNotEnabled)?;
-        let step = self.totp_step(user.id, &totp.sealed_secret, code.expose_secret())?;
-        let fresh = match step {
-            Some(step) => self.store.accept_totp_step(user.id, step, None).await?,
-            None => false,
-        };
-        if !fresh {
-            self.count_wrong_password(&account_key, Some(user.id), context, "wrong second factor")
-                .await;
+        if !self.check_current_totp(&user, code, context).await? {
             return Err(AuthError::InvalidMfaCode);
         }
         self.throttle

@@ -383,19 +383,23 @@ fn parse_network(entry: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{entry:?} is not an address or CIDR range"))
 }
 
+/// A list setting as one comma-separated string, from a string or a TOML list.
+fn comma_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Text::deserialize(deserializer)? {
+        Text::One(list) => list,
+        Text::Many(entries) => entries.join(","),
+    })
+}
+
 impl<'de> Deserialize<'de> for Networks {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Text {
-            One(String),
-            Many(Vec<String>),
-        }
-        let joined = match Text::deserialize(deserializer)? {
-            Text::One(list) => list,
-            Text::Many(entries) => entries.join(","),
-        };
-        Self::parse(&joined).map_err(serde::de::Error::custom)
+        Self::parse(&comma_list(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -445,17 +449,7 @@ fn parse_origin(entry: &str) -> Result<url::Url, String> {
 
 impl<'de> Deserialize<'de> for Origins {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Text {
-            One(String),
-            Many(Vec<String>),
-        }
-        let joined = match Text::deserialize(deserializer)? {
-            Text::One(list) => list,
-            Text::Many(entries) => entries.join(","),
-        };
-        Self::parse(&joined).map_err(serde::de::Error::custom)
+        Self::parse(&comma_list(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 

@@ -5,19 +5,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey::auth::{Actor, ClientContext};
 use latchkey::store::{NewUser, Outgoing};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{ALICE_PASSWORD, TestApp, api_key, call, json_with_status};
-
-fn claims(access_token: &str) -> Value {
-    let payload = access_token.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
+use crate::helpers::{ALICE_PASSWORD, TestApp, api_key, call, claims, json_with_status};
 
 /// bob, holding the `admin` role; his access token.
 async fn admin_token(app: &TestApp) -> String {

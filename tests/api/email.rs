@@ -5,13 +5,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey::config::{SecretUrl, Settings, Switch};
 use reqwest::Response;
 use serde_json::{Value, json};
 
-use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
+use crate::helpers::{ALICE_PASSWORD, Options, TestApp, claims, json_with_status};
 use crate::smtp::{SmtpSink, free_port, smtp_url};
 
 const PUBLIC_URL: &str = "https://accounts.example.com";
@@ -58,11 +56,6 @@ async fn post_json_with_token(app: &TestApp, path: &str, token: &str, body: Valu
 
 async fn me(app: &TestApp, token: &str) -> Value {
     json_with_status(app.get_with_token("/me", token).await, 200).await
-}
-
-fn claims(access_token: &str) -> Value {
-    let payload = access_token.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 async fn register_alice(app: &TestApp) {

@@ -539,3 +539,20 @@ pub async fn call(
     }
     request.send().await.expect("request")
 }
+
+/// The claims of a JWT, unverified.
+pub fn claims(access_token: &str) -> Value {
+    use base64::Engine;
+    let payload = access_token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// A JSON POST, with a bearer token when given.
+pub async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> Response {
+    call(app, reqwest::Method::POST, path, token, Some(body)).await
+}

@@ -2,14 +2,11 @@
 //! secret by a third-party library (Python's pyotp), at the time of the
 //! server's injected clock.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use latchkey::clock::{Clock, ManualClock};
-use reqwest::Response;
 use serde_json::{Value, json};
 
-use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
+use crate::helpers::{ALICE_PASSWORD, Options, TestApp, claims, json_with_status, post};
 
 /// The TOTP code of `secret` (base32) at `unix_time`, by pyotp.
 fn pyotp_code(secret: &str, unix_time: i64) -> String {
@@ -29,19 +26,6 @@ fn pyotp_code(secret: &str, unix_time: i64) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-fn claims(access_token: &str) -> Value {
-    let payload = access_token.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> Response {
-    let mut request = app.client.post(app.url(path)).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.expect("request")
 }
 
 /// A server on a manual clock, with alice registered; her access token.

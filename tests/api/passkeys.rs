@@ -5,15 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use latchkey::clock::ManualClock;
 use latchkey::config::Origins;
 use reqwest::Response;
 use serde_json::{Value, json};
 
-use crate::helpers::{ALICE_PASSWORD, Options, TestApp, json_with_status};
+use crate::helpers::{ALICE_PASSWORD, Options, TestApp, claims, json_with_status, post};
 
 const ORIGIN: &str = "http://localhost:3000";
 
@@ -87,19 +85,6 @@ fn run(state: &Path, command: &str, options: &Value, origin: &str, flags: &str) 
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("the authenticator prints JSON")
-}
-
-fn claims(access_token: &str) -> Value {
-    let payload = access_token.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> Response {
-    let mut request = app.client.post(app.url(path)).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.expect("request")
 }
 
 /// A server whose relying party is `localhost` at [`ORIGIN`], on a manual
