@@ -6,6 +6,10 @@
 #
 #   bench/run.sh [DATABASE_URL]        BENCH_SECONDS (default 10) per measurement
 #
+# SQLite's figures go to docs/BENCHMARKS.md, another backend's to
+# docs/BENCHMARKS-<backend>.md. BENCH_ONLY=refresh (or introspect) measures
+# that alone and writes nothing.
+#
 # Configuration is the default a user gets, except LATCHKEY_RATE_LIMITS=off
 # (one load generator on one address would otherwise be throttled).
 set -euo pipefail
@@ -21,6 +25,10 @@ cleanup() { [ -n "${server:-}" ] && kill "$server" 2>/dev/null; wait 2>/dev/null
 trap cleanup EXIT
 database_url=${1:-"sqlite://$work/latchkey.db?mode=rwc"}
 backend=${database_url%%:*}
+case $backend in
+  sqlite) output=docs/BENCHMARKS.md ;;
+  *) output=docs/BENCHMARKS-$backend.md ;;
+esac
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 cores=$(nproc)
@@ -45,8 +53,16 @@ run_id=$RANDOM
 seq 1 "$users" | xargs -P 4 -I{} curl -sf -o /dev/null -X POST "$base/register" -H 'Content-Type: application/json' \
   -d "{\"username\":\"u${run_id}x{}\",\"email\":\"u${run_id}x{}@bench.example\",\"password\":\"benchmark passphrase 42\"}"
 seq 1 "$users" | sed "s/^/u${run_id}x/" >"$work/users"
-seq 1 "$users" | xargs -P 4 -I{} curl -sf -X POST "$base/login" -d "username=u${run_id}x{}&password=benchmark+passphrase+42" \
-  | python3 -c 'import json,sys; [print(json.loads(l)["access_token"]) for l in sys.stdin.read().replace("}{","}\n{").splitlines()]' >"$work/tokens"
+seq 1 "$users" | xargs -P 4 -I{} sh -c "curl -sf -X POST '$base/login' -d 'username=u${run_id}x{}&password=benchmark+passphrase+42'; echo" \
+  >"$work/logins"
+field() { python3 -c 'import json,sys; [print(json.loads(l)[sys.argv[1]]) for l in sys.stdin if l.strip()]' "$1" <"$work/logins"; }
+field access_token >"$work/tokens"
+field refresh_token >"$work/refresh_tokens"
+# A resource server's credentials for (g), created as an operator would.
+LATCHKEY_DATABASE_URL="$database_url" "$binary" clients create bench-resource-server >"$work/client" 2>/dev/null
+client_id=$(awk '/^client_id:/ {print $2}' "$work/client")
+client_secret=$(awk '/^client_secret:/ {print $2}' "$work/client")
+basic=$(printf '%s:%s' "$client_id" "$client_secret" | base64 -w0)
 
 # wrk on the last core; prints "requests_per_second p50_ms p99_ms errors".
 load() {
@@ -61,6 +77,11 @@ load() {
 }
 
 echo "measuring (${seconds}s each)..." >&2
+# BENCH_ONLY=refresh|introspect: that one figure, printed, nothing written.
+case ${BENCH_ONLY:-} in
+  refresh) load 16 -s bench/refresh.lua "$base" -- "$work/refresh_tokens"; exit ;;
+  introspect) load 16 -s bench/introspect.lua "$base" -- "$work/tokens" "$basic"; exit ;;
+esac
 # (b) and (a) alternate in halves, so that a drift in what the machine's
 # other tenants take weighs on both; rates are the halves' mean, latencies
 # the worse half's.
@@ -88,6 +109,10 @@ sleep 1
 read -r during_rps during_p50 during_p99 during_errors < <(seconds=$((seconds - 2)) load 4 -s bench/get_resource.lua "$base" -- "$work/tokens")
 wait "$flood"
 
+# (f): refresh, each connection chaining its sessions' tokens; (g): introspection.
+read -r refresh_rps refresh_p50 refresh_p99 refresh_errors < <(load 16 -s bench/refresh.lua "$base" -- "$work/refresh_tokens")
+read -r introspect_rps introspect_p50 introspect_p99 introspect_errors < <(load 16 -s bench/introspect.lua "$base" -- "$work/tokens" "$basic")
+
 read -r verify_ms limit parallel < <(target/release/examples/hash_rate \
   | sed -E 's/verify_ms=([0-9.]+) cores=[0-9]+ limit_per_second=([0-9.]+) parallel_per_second=([0-9.]+)/\1 \2 \3/')
 
@@ -101,6 +126,8 @@ table=$(cat <<TABLE
 | (c) POST /login, right password | $login_rps | $login_p50 | $login_p99 | $login_errors |
 | (d) POST /register, fresh users | $register_rps | $register_p50 | $register_p99 | $register_errors |
 | (e) GET /get-resource during (c) | $during_rps | $during_p50 | $during_p99 | $during_errors |
+| (f) POST /oauth/token, refresh_token grant | $refresh_rps | $refresh_p50 | $refresh_p99 | $refresh_errors |
+| (g) POST /oauth/introspect | $introspect_rps | $introspect_p50 | $introspect_p99 | $introspect_errors |
 
 | figure | value |
 |---|---|
@@ -155,5 +182,5 @@ HEAD
   path: `cargo bench` (criterion).
 - What changed the figures, step by step: [PERFORMANCE.md](PERFORMANCE.md).
 TAIL
-} >docs/BENCHMARKS.md
-echo "written to docs/BENCHMARKS.md" >&2
+} >"$output"
+echo "written to $output" >&2

@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -64,6 +64,7 @@ pub struct Application {
     poll_every: std::time::Duration,
     request_timeout: std::time::Duration,
     max_connections: usize,
+    shutdown_delay: std::time::Duration,
     delivery: Option<Delivery>,
 }
 
@@ -104,6 +105,11 @@ impl Application {
             auth,
             trusted_proxies: Arc::new(trusted_proxies(server)),
             cors_origins: Arc::new(cors_origins),
+            draining: Arc::default(),
+            metrics_token: server
+                .metrics_token
+                .as_ref()
+                .map(|token| Arc::new(token.secret().clone())),
         };
         let request_timeout = std::time::Duration::from_secs(server.request_timeout_seconds.get());
         Ok(Self {
@@ -115,6 +121,7 @@ impl Application {
             ),
             request_timeout,
             max_connections,
+            shutdown_delay: std::time::Duration::from_secs(server.shutdown_delay_seconds.get()),
             delivery,
         })
     }
@@ -168,9 +175,25 @@ impl Application {
         Ok(())
     }
 
-    /// Serves until SIGTERM or SIGINT.
+    /// Serves until SIGTERM or SIGINT. After SIGTERM (an orchestrator's
+    /// stop), readiness answers 503 for the shutdown delay while requests are
+    /// still served, so load balancers stop sending any before the listener
+    /// closes; SIGINT (Ctrl-C) skips the delay.
     pub async fn run(self) -> std::io::Result<()> {
-        self.run_until(shutdown_signal()).await
+        let draining = Arc::clone(&self.state.draining);
+        let delay = self.shutdown_delay;
+        self.run_until(async move {
+            if shutdown_signal().await == Stop::Terminate && !delay.is_zero() {
+                draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    seconds = delay.as_secs(),
+                    "stopping: /ready answers 503 while requests are still served"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+        .await
     }
 }
 
@@ -550,7 +573,14 @@ pub fn build_hasher(settings: &config::PasswordSettings) -> Result<PasswordHashe
     )
 }
 
-async fn shutdown_signal() {
+/// Which signal asked the server to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+async fn shutdown_signal() -> Stop {
     let interrupt = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -565,8 +595,7 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
+        () = interrupt => Stop::Interrupt,
+        () = terminate => Stop::Terminate,
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -82,6 +82,11 @@ impl PasswordHasher {
         Ok(Self { params, pool })
     }
 
+    /// Where the time hashes wait and take is recorded.
+    pub fn observe(&mut self, timings: crate::metrics::HashTimings) {
+        self.pool.observe(timings);
+    }
+
     /// Requests waiting for a hashing thread now, for `/metrics`.
     pub fn waiting(&self) -> usize {
         self.pool.waiting()

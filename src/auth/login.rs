@@ -4,6 +4,7 @@
 //! accounts exist. Outdated hashes (bcrypt, old argon2 parameters) are
 //! replaced after a successful login.
 
+use crate::metrics::LoginOutcome as Counted;
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -49,7 +50,8 @@ impl Auth {
                 .collect(),
         };
         self.refuse_while_locked(&account_key, user.as_ref().map(|user| user.id), context)
-            .await?;
+            .await
+            .inspect_err(|_| self.metrics.login(Counted::Locked))?;
         let stored_hash = user.as_ref().map(|user| user.password_hash.as_str());
         let verification = self.hasher.verify(password, stored_hash).await?;
         let user = match (user, verification) {
@@ -60,6 +62,11 @@ impl Auth {
                 user
             }
             (user, _) => {
+                self.metrics.login(if user.is_some() {
+                    Counted::WrongPassword
+                } else {
+                    Counted::UnknownUser
+                });
                 let user_id = user.as_ref().map(|user| user.id);
                 self.count_wrong_password(&account_key, user_id, context, "invalid credentials")
                     .await;
@@ -80,6 +87,7 @@ impl Auth {
             // `/login/mfa`, whatever route this came through. The failure
             // count stays as it is until that step succeeds, so wrong codes
             // add up across fresh mfa_tokens.
+            self.metrics.login(Counted::MfaRequired);
             return Err(self.step_up(&user, "pwd", factors).await?);
         }
         let verified = user.email_verified_at.is_some();
@@ -88,6 +96,7 @@ impl Auth {
         let tokens = self
             .open_session(&user, verified, &super::AuthMethods::password(), context)
             .await?;
+        self.metrics.login(Counted::Success);
         self.throttle
             .login_succeeded(&account_key, context.ip)
             .await;

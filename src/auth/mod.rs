@@ -31,6 +31,7 @@ mod tokens;
 mod views;
 mod webhooks;
 
+use crate::metrics::Metrics;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -55,7 +56,7 @@ pub use keys::{KeyError, Keyring, PublicJwk};
 pub use login::LoginOutcome;
 pub use mfa::{SecondFactor, TotpEnrolment};
 pub use oauth::{CreatedClient, Introspection};
-pub use operations::{MetricsSnapshot, ProviderMetadata};
+pub use operations::ProviderMetadata;
 pub use passkeys::{PasskeySummary, Reauthentication, RelyingParty};
 pub use register::Registration;
 pub use revocation::RevokedSessions;
@@ -136,6 +137,8 @@ pub struct Auth {
     passkeys: RelyingParty,
     /// Where events go.
     webhooks: webhooks::WebhookHub,
+    /// What `/metrics` publishes.
+    metrics: Arc<Metrics>,
 }
 
 impl Auth {
@@ -151,6 +154,9 @@ impl Auth {
         throttle: Throttle,
         sealer: Sealer,
     ) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let mut hasher = hasher;
+        hasher.observe(metrics.hashing());
         Self {
             store,
             hasher,
@@ -165,6 +171,7 @@ impl Auth {
             sealer,
             passkeys: RelyingParty::development(),
             webhooks: webhooks::WebhookHub::default(),
+            metrics,
         }
     }
 

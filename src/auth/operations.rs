@@ -9,23 +9,11 @@ use std::time::Duration;
 use super::keys::PublicJwk;
 use super::throttle::RouteGroup;
 use super::{Auth, AuthError};
+use crate::metrics::{Metrics, Snapshot};
 use crate::store::StoreError;
 
 /// Longest `/ready` waits for the database.
 const READINESS_WITHIN: Duration = Duration::from_millis(800);
-
-/// Gauges and counters of this instance, at one moment.
-#[derive(Debug, Clone, Copy)]
-pub struct MetricsSnapshot {
-    /// Redis is configured but unreachable, so limits are per instance.
-    pub redis_degraded: bool,
-    /// Requests refused by a rate limit or lockout since start.
-    pub throttled_requests: u64,
-    /// Requests waiting for a password-hashing thread now.
-    pub hashing_waiting: usize,
-    /// Revoked sessions whose access tokens may still be presented.
-    pub revoked_sessions: usize,
-}
 
 /// What OpenID discovery describes.
 #[derive(Debug, Clone)]
@@ -59,13 +47,34 @@ impl Auth {
         }
     }
 
-    pub fn metrics_snapshot(&self) -> MetricsSnapshot {
-        MetricsSnapshot {
-            redis_degraded: self.throttle.is_degraded(),
+    /// The metrics of this instance in the Prometheus text format, gauges
+    /// read now. The outbox is counted within [`READINESS_WITHIN`], or left out.
+    pub async fn metrics_text(&self) -> String {
+        let (pool_in_use, pool_idle) = self.store.pool_connections().unzip();
+        let backlog = tokio::time::timeout(READINESS_WITHIN, self.store.outbox_backlog())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let now = self.clock.now();
+        let snapshot = Snapshot {
+            pool_in_use,
+            pool_idle,
+            revocation_snapshot_age: self.revoked.age(),
+            outbox_depth: backlog.map(|(waiting, _)| waiting),
+            outbox_oldest_age: backlog
+                .and_then(|(_, oldest)| oldest)
+                .and_then(|oldest| (now - oldest).to_std().ok()),
+            hashing_waiting: self.hasher.waiting() as u64,
+            revoked_sessions: self.revoked.len() as u64,
             throttled_requests: self.throttle.refused(),
-            hashing_waiting: self.hasher.waiting(),
-            revoked_sessions: self.revoked.len(),
-        }
+            redis_degraded: self.throttle.is_degraded(),
+        };
+        self.metrics.render(&snapshot)
+    }
+
+    /// Where requests and logins are counted.
+    pub fn metrics(&self) -> &std::sync::Arc<Metrics> {
+        &self.metrics
     }
 
     /// The public halves of the signing keys (none with the origin's HS256 secret).

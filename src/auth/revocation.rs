@@ -22,6 +22,8 @@ pub struct RevokedSessions {
     /// sessions, but an account disabled in the database by other means is
     /// caught here too.
     disabled_users: RwLock<HashSet<Uuid>>,
+    /// When the last reload from the database succeeded.
+    synced_at: RwLock<Option<std::time::Instant>>,
 }
 
 impl RevokedSessions {
@@ -78,7 +80,19 @@ impl RevokedSessions {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         revoked.retain(|_, at| *at > cutoff);
         revoked.extend(recent);
+        *self
+            .synced_at
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(std::time::Instant::now());
         Ok(())
+    }
+
+    /// How long ago the set was last reloaded from the database.
+    pub fn age(&self) -> Option<std::time::Duration> {
+        self.synced_at
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .map(|at| at.elapsed())
     }
 
     pub fn len(&self) -> usize {

@@ -27,6 +27,9 @@ pub struct ServerSettings {
     /// also the longest wait for a request head, and how long in-flight
     /// requests get to finish at shutdown.
     pub request_timeout_seconds: Bounded<1, 3600>,
+    /// After SIGTERM, how long readiness answers 503 while requests are still
+    /// served (so a load balancer moves traffic away) before the listener closes.
+    pub shutdown_delay_seconds: Bounded<0, 300>,
     /// Addresses or CIDR ranges of proxies whose forwarding header is believed.
     pub trusted_proxies: Networks,
     /// The header those proxies write; only that one is read, so a client
@@ -39,6 +42,10 @@ pub struct ServerSettings {
     /// Web origins whose pages may call the API from a browser (CORS), each
     /// exact (`https://app.example.com`); unset: none.
     pub cors_origins: Option<Origins>,
+    /// A bearer token `/metrics` requires (at least 32 bytes); unset, it
+    /// answers only peers on loopback or private networks whose request
+    /// carries no forwarding header (it came through no proxy).
+    pub metrics_token: Option<SigningSecret>,
 }
 
 impl Default for ServerSettings {
@@ -47,10 +54,12 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             issuer: None,
             request_timeout_seconds: Bounded::clamped(30),
+            shutdown_delay_seconds: Bounded::clamped(5),
             trusted_proxies: Networks::default(),
             forwarded_header: ForwardedHeader::XForwardedFor,
             max_connections: None,
             cors_origins: None,
+            metrics_token: None,
         }
     }
 }

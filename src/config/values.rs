@@ -166,7 +166,8 @@ impl Serialize for SecretUrl {
 /// The shortest HS256 secret accepted (RFC 7518 section 3.2: at least the hash size).
 pub const MIN_SECRET_KEY_BYTES: usize = 32;
 
-/// The origin's HS256 `SECRET_KEY`: at least [`MIN_SECRET_KEY_BYTES`] long.
+/// A secret of at least [`MIN_SECRET_KEY_BYTES`]: the origin's HS256
+/// `SECRET_KEY`, or the token Prometheus presents for `/metrics`.
 #[derive(Clone)]
 pub struct SigningSecret(SecretString);
 

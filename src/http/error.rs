@@ -180,6 +180,9 @@ pub enum ApiError {
     Throttled(std::time::Duration),
     #[error("Server busy, retry shortly")]
     Busy,
+    /// Readiness while the server drains before stopping.
+    #[error("Shutting down")]
+    Draining,
     #[error("Service unavailable")]
     Unavailable(ServerFault),
     #[error("Internal server error")]
@@ -266,7 +269,7 @@ impl IntoResponse for ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Busy | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy | Self::Draining | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after = match &self {

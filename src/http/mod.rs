@@ -23,10 +23,11 @@ mod sessions;
 mod state;
 mod throttle;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -35,9 +36,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
-use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::metrics::Metrics;
 pub use client_ip::{ForwardingHeader, TrustedProxies};
 pub use error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
 use error::{Panicked, ServerFault, log_server_faults};
@@ -64,7 +65,11 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(ops::router())
         .split_for_parts();
     let cors = cors(&state.cors_origins);
-    let routes = with_edge(routes.merge(docs::router(openapi)), request_timeout);
+    let routes = with_edge(
+        routes.merge(docs::router(openapi)),
+        request_timeout,
+        Arc::clone(state.auth.metrics()),
+    );
     match cors {
         Some(cors) => routes.layer(cors).with_state(state),
         None => routes.with_state(state),
@@ -95,11 +100,13 @@ fn cors(origins: &[HeaderValue]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// What every route gets: JSON 404/405, the body limit, request ids, request
-/// logs, `nosniff`, a JSON 500 for a panicking handler, and a deadline.
+/// What every route gets: JSON 404/405, the body limit, request ids, an
+/// access log line and a duration in the metrics, `nosniff`, a JSON 500 for a
+/// panicking handler, and a deadline.
 fn with_edge<S: Clone + Send + Sync + 'static>(
     routes: Router<S>,
     request_timeout: Duration,
+    metrics: Arc<Metrics>,
 ) -> Router<S> {
     routes
         .fallback(not_found)
@@ -114,16 +121,11 @@ fn with_edge<S: Clone + Send + Sync + 'static>(
                         // Server faults are logged once, with their causes, by
                         // `log_server_faults`; the trace layer's own line would repeat them.
                         .on_failure(())
-                        .on_response(
-                            // One line per request only at debug level: at
-                            // tens of thousands of requests a second, access
-                            // logs cost more than the requests themselves.
-                            tower_http::trace::DefaultOnResponse::new()
-                                .level(Level::DEBUG)
-                                .latency_unit(tower_http::LatencyUnit::Micros),
-                        ),
+                        // The access log line is `observe`'s.
+                        .on_response(()),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(middleware::from_fn_with_state(metrics, observe))
                 .layer(middleware::from_fn(log_server_faults))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::X_CONTENT_TYPE_OPTIONS,
@@ -132,6 +134,28 @@ fn with_edge<S: Clone + Send + Sync + 'static>(
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(middleware::from_fn_with_state(request_timeout, deadline)),
         )
+}
+
+/// Records each request's duration by route template, method and status,
+/// and writes its access log line (target `latchkey::access`, at info):
+/// the route template, never the path or the query, which may hold tokens.
+async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    let took = started.elapsed();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = response.status().as_u16();
+    metrics.request(method.as_str(), route, status, took);
+    tracing::info!(
+        target: "latchkey::access",
+        route,
+        status,
+        latency_ms = took.as_secs_f64() * 1000.0,
+        "served"
+    );
+    response
 }
 
 /// Ends a request that takes longer than the limit, slow uploads included,
@@ -217,6 +241,7 @@ mod tests {
         let router = with_edge(
             Router::new().route("/fail", get(failing)),
             Duration::from_secs(5),
+            Arc::new(Metrics::new()),
         );
         let response = router
             .oneshot(Request::get("/fail").body(Body::empty()).unwrap())
@@ -242,6 +267,7 @@ mod tests {
                 .route("/boom", get(boom))
                 .route("/fine", get(|| async { "fine" })),
             Duration::from_secs(5),
+            Arc::new(Metrics::new()),
         );
         let response = router
             .clone()

@@ -395,7 +395,6 @@ async fn discovery(State(state): State<AppState>) -> Json<Value> {
         "revocation_endpoint_auth_methods_supported": ["none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
         "id_token_signing_alg_values_supported": [algorithm],
-        "token_endpoint_auth_signing_alg_values_supported": [algorithm],
         "claims_supported": ["iss", "aud", "sub", "sid", "preferred_username", "email", "email_verified", "amr", "acr", "roles", "iat", "nbf", "exp", "jti"],
     }))
 }

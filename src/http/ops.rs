@@ -1,10 +1,14 @@
 //! Operations: liveness, readiness and the published signing keys.
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,35 +25,69 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
-/// A few gauges and counters in the Prometheus text format.
+/// Prometheus text format: request durations by route, login outcomes,
+/// hashing, database pool, revocation snapshot, outbox and process metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>) -> Response {
-    let snapshot = state.auth.metrics_snapshot();
-    let body = format!(
-        "# HELP latchkey_rate_limit_redis_degraded 1 while Redis is configured but unreachable, so limits are per instance.\n\
-         # TYPE latchkey_rate_limit_redis_degraded gauge\n\
-         latchkey_rate_limit_redis_degraded {}\n\
-         # HELP latchkey_throttled_requests_total Requests refused by a rate limit or lockout.\n\
-         # TYPE latchkey_throttled_requests_total counter\n\
-         latchkey_throttled_requests_total {}\n\
-         # HELP latchkey_hashing_waiting Requests waiting for a password-hashing slot.\n\
-         # TYPE latchkey_hashing_waiting gauge\n\
-         latchkey_hashing_waiting {}\n\
-         # HELP latchkey_revoked_sessions Revoked sessions whose access tokens may still be presented.\n\
-         # TYPE latchkey_revoked_sessions gauge\n\
-         latchkey_revoked_sessions {}\n",
-        u8::from(snapshot.redis_degraded),
-        snapshot.throttled_requests,
-        snapshot.hashing_waiting,
-        snapshot.revoked_sessions,
-    );
-    let mut response = body.into_response();
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "`LATCHKEY_METRICS_TOKEN` is set and the bearer token is not it", body = ErrorDetail),
+        (status = 403, description = "No token is set and the request came from a public address or through a proxy", body = ErrorDetail),
+    ))]
+async fn metrics(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let peer = peer.map(|Extension(ConnectInfo(address))| address.ip());
+    scrape_allowed(state.metrics_token.as_deref(), peer, &headers)?;
+    let mut response = state.auth.metrics_text().await.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    response
+    Ok(response)
+}
+
+/// Headers a proxy adds: a request carrying one came from beyond it.
+const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// Login outcomes by kind are for operators only (they would tell a stranger
+/// whether the account they just tried exists): with a token configured,
+/// the scraper presents it; without one, only a peer on loopback or a
+/// private network, reaching the server directly (no forwarding header),
+/// is answered.
+fn scrape_allowed(
+    token: Option<&SecretString>,
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if let Some(token) = token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let matches: bool = presented
+            .as_bytes()
+            .ct_eq(token.expose_secret().as_bytes())
+            .into();
+        return if matches {
+            Ok(())
+        } else {
+            Err(ApiError::NotAuthenticated)
+        };
+    }
+    let direct = FORWARDING_HEADERS
+        .iter()
+        .all(|name| !headers.contains_key(*name));
+    if direct && peer.is_some_and(crate::auth::is_internal) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "Metrics are served to the local network only, or with LATCHKEY_METRICS_TOKEN"
+                .to_owned(),
+        ))
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -65,13 +103,16 @@ async fn health() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
-/// Ready: the database answers and its schema is current.
+/// Ready: the database answers, its schema is current, and no stop was asked for.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Status),
-        (status = 503, description = "Database unreachable or migrations pending", body = ErrorDetail),
+        (status = 503, description = "Database unreachable, migrations pending, or shutting down", body = ErrorDetail),
     ))]
 async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::Draining);
+    }
     state.auth.readiness().await?;
     Ok(Json(Status { status: "ready" }))
 }

@@ -53,9 +53,12 @@ pub async fn admit(
     group: RouteGroup,
     client: &ClientContext,
 ) -> Result<(), ApiError> {
-    state
-        .auth
-        .admit(group, client.ip)
-        .await
-        .map_err(ApiError::Throttled)
+    let admitted = state.auth.admit(group, client.ip).await;
+    if admitted.is_err() && group == RouteGroup::Login {
+        state
+            .auth
+            .metrics()
+            .login(crate::metrics::LoginOutcome::Throttled);
+    }
+    admitted.map_err(ApiError::Throttled)
 }

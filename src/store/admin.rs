@@ -120,7 +120,7 @@ impl Store {
             revoked_at: None,
         };
         api_key::Entity::insert(api_key::ActiveModel::from(row.clone()))
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&self.writer)
             .await?;
         Ok(ApiKeyRecord::from(row))
     }
@@ -143,7 +143,7 @@ impl Store {
         api_key::Entity::update_many()
             .col_expr(api_key::Column::LastUsedAt, Expr::value(Some(now)))
             .filter(api_key::Column::Id.eq(row.id))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(Some(ApiKeyRecord {
             last_used_at: Some(now),
@@ -169,7 +169,7 @@ impl Store {
             .col_expr(api_key::Column::RevokedAt, Expr::value(Some(now)))
             .filter(api_key::Column::Id.eq(id))
             .filter(api_key::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(result.rows_affected == 1)
     }
@@ -187,7 +187,7 @@ impl Store {
             description: Set(description.map(str::to_owned)),
             created_at: Set(now),
         })
-        .exec_without_returning(&self.db)
+        .exec_without_returning(&self.writer)
         .await
         .map_err(classify_write)?;
         Ok(RoleRecord {
@@ -330,7 +330,7 @@ impl Store {
                 let text = serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned());
                 update = update.col_expr(user::Column::Roles, Expr::value(text));
             }
-            let result = update.exec(&self.db).await.map_err(classify_write)?;
+            let result = update.exec(&self.writer).await.map_err(classify_write)?;
             Ok(result.rows_affected == 1)
         })
         .await
@@ -349,7 +349,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             let deleted = user::Entity::delete_many()
                 .filter(user::Column::Id.eq(id))
                 .exec(&transaction)

@@ -55,7 +55,7 @@ pub(super) async fn insert_audit_row(
 impl Store {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn insert_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        insert_audit_row(&self.db, record).await
+        insert_audit_row(&self.writer, record).await
     }
 
     /// A user's events, newest first.

@@ -25,7 +25,7 @@ impl Store {
             secret_hash: Set(client.secret_hash.clone()),
             created_at: Set(client.created_at),
         })
-        .exec_without_returning(&self.db)
+        .exec_without_returning(&self.writer)
         .await
         .map_err(classify_write)?;
         Ok(())

@@ -126,7 +126,7 @@ impl Store {
                 .filter(email_token::Column::TokenHash.eq(token_hash))
                 .filter(email_token::Column::UsedAt.is_null())
                 .filter(email_token::Column::Attempts.lt(max_tries))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
             Ok(counted.rows_affected == 1)
         })
@@ -143,7 +143,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             if !spend(&transaction, &token.token_hash, now).await?
                 || !unchanged_since(&transaction, token).await?
             {
@@ -161,7 +161,7 @@ impl Store {
     pub async fn purge_email_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let result = email_token::Entity::delete_many()
             .filter(email_token::Column::ExpiresAt.lt(now - chrono::TimeDelta::days(1)))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(result.rows_affected)
     }
@@ -175,7 +175,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             if !spend(&transaction, &token.token_hash, now).await? {
                 return Ok(false);
             }
@@ -208,7 +208,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             if !spend(&transaction, &token.token_hash, now).await? {
                 return Ok(false);
             }
@@ -254,7 +254,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             if !spend(&transaction, &token.token_hash, now).await? {
                 return Ok(false);
             }

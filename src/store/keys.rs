@@ -93,7 +93,7 @@ impl Store {
             retired_at: Set(key.retired_at),
         };
         signing_key::Entity::insert(row)
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&self.writer)
             .await
             .map_err(classify_write)?;
         Ok(())
@@ -114,7 +114,7 @@ impl Store {
             )
             .filter(signing_key::Column::Kid.eq(kid))
             .filter(signing_key::Column::PrivateKey.eq(SecretColumn(expected.to_owned())))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(())
     }
@@ -128,7 +128,7 @@ impl Store {
         key: &SigningKeyRecord,
         retire_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let transaction = self.db.begin().await?;
+        let transaction = self.writer.begin().await?;
         signing_key::Entity::update_many()
             .col_expr(
                 signing_key::Column::State,

@@ -72,7 +72,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             totp_factor::Entity::delete_many()
                 .filter(totp_factor::Column::UserId.eq(user_id))
                 .filter(totp_factor::Column::ConfirmedAt.is_null())
@@ -112,7 +112,7 @@ impl Store {
         confirm: Option<(&[String], DateTime<Utc>)>,
     ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             let mut update = totp_factor::Entity::update_many()
                 .col_expr(totp_factor::Column::LastUsedStep, step.into())
                 .filter(totp_factor::Column::UserId.eq(user_id))
@@ -144,7 +144,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             write_recovery_codes(&transaction, user_id, code_hashes, now).await?;
             transaction.commit().await?;
             Ok(())
@@ -166,7 +166,7 @@ impl Store {
                 .filter(recovery_code::Column::CodeHash.eq(code_hash))
                 .filter(recovery_code::Column::UserId.eq(user_id))
                 .filter(recovery_code::Column::UsedAt.is_null())
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
             Ok(result.rows_affected == 1)
         })
@@ -189,7 +189,7 @@ impl Store {
     pub async fn remove_totp(&self, user_id: Uuid) -> Result<(), StoreError> {
         use super::entities::passkey;
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             totp_factor::Entity::delete_many()
                 .filter(totp_factor::Column::UserId.eq(user_id))
                 .exec(&transaction)
@@ -214,7 +214,7 @@ impl Store {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn remove_factors(&self, user_id: Uuid) -> Result<bool, StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             let totp = totp_factor::Entity::delete_many()
                 .filter(totp_factor::Column::UserId.eq(user_id))
                 .exec(&transaction)
@@ -243,7 +243,7 @@ impl Store {
             // Challenges an hour past their expiry are only clutter.
             mfa_challenge::Entity::delete_many()
                 .filter(mfa_challenge::Column::ExpiresAt.lt(now - chrono::Duration::hours(1)))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
             mfa_challenge::Entity::insert(mfa_challenge::ActiveModel {
                 token_hash: Set(token_hash.to_owned()),
@@ -255,7 +255,7 @@ impl Store {
                 expires_at: Set(expires_at),
                 used_at: Set(None),
             })
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&self.writer)
             .await?;
             Ok(())
         })
@@ -300,7 +300,7 @@ impl Store {
                 .filter(mfa_challenge::Column::TokenHash.eq(token_hash))
                 .filter(mfa_challenge::Column::UsedAt.is_null())
                 .filter(mfa_challenge::Column::Attempts.lt(max_tries))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
             Ok(result.rows_affected == 1)
         })
@@ -319,7 +319,7 @@ impl Store {
                 .col_expr(mfa_challenge::Column::UsedAt, Some(now).into())
                 .filter(mfa_challenge::Column::TokenHash.eq(token_hash))
                 .filter(mfa_challenge::Column::UsedAt.is_null())
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
             Ok(result.rows_affected == 1)
         })
@@ -346,7 +346,7 @@ impl Store {
             value: Set(SecretColumn(generate())),
             created_at: Set(now),
         })
-        .exec_without_returning(&self.db)
+        .exec_without_returning(&self.writer)
         .await
         .map_err(classify_write);
         match inserted {

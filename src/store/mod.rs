@@ -162,10 +162,40 @@ fn free_bytes(folder: &std::path::Path) -> Option<u64> {
 /// Longest wait for a pooled connection before a request gives up (503).
 const ACQUIRE_WITHIN: Duration = Duration::from_millis(1500);
 
+/// The pool's options: its size, its waits, and SQLite's pragmas.
+fn connect_options(driver_url: &str, max_connections: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(driver_url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        // A request waits this long for a connection, then answers 503:
+        // an unreachable database must not hold clients for long.
+        .acquire_timeout(ACQUIRE_WITHIN)
+        .sqlx_logging(false)
+        // Concurrent writers wait for SQLite's lock instead of failing at once.
+        .map_sqlx_sqlite_opts(|options| {
+            options
+                .busy_timeout(Duration::from_secs(10))
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                // With WAL, NORMAL never corrupts the database; it only
+                // skips the fsync per commit (a power loss can drop the
+                // last commits). FULL made every login wait on the disk.
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .foreign_keys(true)
+        });
+    options
+}
+
 /// The application's handle on its database.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Reads, on every backend; writes too, except on SQLite.
     db: DatabaseConnection,
+    /// Where writes go: on SQLite a pool of one connection, so writers queue
+    /// for it in order instead of meeting at SQLite's single write lock,
+    /// backing off and retrying; elsewhere the same pool as `db`.
+    writer: DatabaseConnection,
     /// The folder of the SQLite database file, whose free space readiness watches.
     sqlite_folder: Option<std::path::PathBuf>,
 }
@@ -180,34 +210,45 @@ impl Store {
             Some(rest) => format!("mysql:{rest}"),
             None => url.to_owned(),
         };
-        let mut options = ConnectOptions::new(driver_url);
-        options
-            .max_connections(max_connections)
-            .min_connections(1)
-            .connect_timeout(Duration::from_secs(5))
-            // A request waits this long for a connection, then answers 503:
-            // an unreachable database must not hold clients for long.
-            .acquire_timeout(ACQUIRE_WITHIN)
-            .sqlx_logging(false)
-            // Concurrent writers wait for SQLite's lock instead of failing at once.
-            .map_sqlx_sqlite_opts(|options| {
-                options
-                    .busy_timeout(Duration::from_secs(10))
-                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    // With WAL, NORMAL never corrupts the database; it only
-                    // skips the fsync per commit (a power loss can drop the
-                    // last commits). FULL made every login wait on the disk.
-                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                    .foreign_keys(true)
-            });
-        let db = match Database::connect(options).await {
+        let db = match Database::connect(connect_options(&driver_url, max_connections)).await {
             Ok(db) => db,
             Err(error) => return Err(connect_failure(url, error).await),
         };
+        let sqlite_folder = sqlite_folder(url);
+        // A file, not `:memory:`, where a second pool would open another database.
+        let writer = if sqlite_folder.is_some() {
+            Database::connect(connect_options(&driver_url, 1))
+                .await
+                .map_err(StoreError::Connect)?
+        } else {
+            db.clone()
+        };
         Ok(Self {
             db,
-            sqlite_folder: sqlite_folder(url),
+            writer,
+            sqlite_folder,
         })
+    }
+
+    /// Connections of the main pool in use and idle, for `/metrics`.
+    pub fn pool_connections(&self) -> Option<(u64, u64)> {
+        let (size, idle) = match self.db.get_database_backend() {
+            sea_orm::DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            sea_orm::DbBackend::MySql => {
+                let pool = self.db.get_mysql_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            sea_orm::DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => return None,
+        };
+        let idle = idle as u64;
+        Some((u64::from(size).saturating_sub(idle), idle))
     }
 
     /// The raw connection, for the migrator and for tests that inspect rows.
@@ -238,7 +279,7 @@ impl Store {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         if self.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
-            self.db
+            self.writer
                 .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
                 .await?;
         }
@@ -247,6 +288,7 @@ impl Store {
 
     pub async fn close(self) {
         // Closing only fails if already closed; nothing to do about it then.
+        let _ = self.writer.clone().close().await;
         let _ = self.db.close().await;
     }
 }

@@ -10,7 +10,7 @@
 //! statement.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{LockBehavior, LockType};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
@@ -209,7 +209,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             write_outgoing(&transaction, outgoing, now).await?;
             transaction.commit().await?;
             Ok(())
@@ -243,10 +243,10 @@ impl Store {
                 lease
                     .clone()
                     .filter(outbox::Column::Id.in_subquery(candidates.clone().into_query()))
-                    .exec(&self.db)
+                    .exec(&self.writer)
                     .await?;
             } else {
-                let transaction = self.db.begin().await?;
+                let transaction = self.writer.begin().await?;
                 let ids: Vec<Uuid> = candidates
                     .clone()
                     .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
@@ -290,7 +290,7 @@ impl Store {
                 .col_expr(outbox::Column::LeaseUntil, lease_until.into())
                 .filter(held_by(id, owner))
                 .filter(outbox::Column::FailedAt.is_null())
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
             Ok(result.rows_affected == 1)
         })
@@ -302,7 +302,7 @@ impl Store {
     pub async fn purge_sent_mail(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let result = outbox::Entity::delete_many()
             .filter(outbox::Column::SentAt.lt(before))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(result.rows_affected)
     }
@@ -337,7 +337,7 @@ impl Store {
                     .col_expr(outbox::Column::FailedAt, at.into())
                     .col_expr(outbox::Column::LastError, short(error).into()),
             };
-            let result = update.filter(held_by(id, owner)).exec(&self.db).await?;
+            let result = update.filter(held_by(id, owner)).exec(&self.writer).await?;
             Ok(result.rows_affected == 1)
         })
         .await
@@ -355,7 +355,7 @@ impl Store {
             .col_expr(outbox::Column::LeaseOwner, Option::<Uuid>::None.into())
             .filter(outbox::Column::LeaseOwner.eq(owner))
             .filter(outbox::Column::SentAt.is_null())
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(())
     }
@@ -398,20 +398,33 @@ impl Store {
                     .add(outbox::Column::LeaseUntil.is_null())
                     .add(outbox::Column::LeaseUntil.lte(now)),
             )
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(result.rows_affected == 1)
     }
 
-    /// Messages waiting to be sent, for `/metrics`.
+    /// Deliveries (mail and webhooks) waiting, and when the oldest was
+    /// written, for `/metrics`.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn pending_mail(&self) -> Result<u64, StoreError> {
-        use sea_orm::PaginatorTrait;
-        Ok(outbox::Entity::find()
+    pub async fn outbox_backlog(&self) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        use sea_orm::sea_query::Func;
+        let (waiting, oldest): (i64, Option<DateTime<Utc>>) = outbox::Entity::find()
+            .select_only()
+            .column_as(
+                Expr::from(Func::count(Expr::col(outbox::Column::Id))),
+                "waiting",
+            )
+            .column_as(
+                Expr::from(Func::min(Expr::col(outbox::Column::CreatedAt))),
+                "oldest",
+            )
             .filter(outbox::Column::SentAt.is_null())
             .filter(outbox::Column::FailedAt.is_null())
-            .count(&self.db)
-            .await?)
+            .into_tuple()
+            .one(&self.db)
+            .await?
+            .unwrap_or((0, None));
+        Ok((u64::try_from(waiting).unwrap_or_default(), oldest))
     }
 }
 

@@ -121,7 +121,7 @@ impl Store {
                 created_at: Set(now),
                 last_used_at: Set(None),
             })
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&self.writer)
             .await
             .map_err(classify_write)?;
             Ok(())
@@ -152,7 +152,7 @@ impl Store {
             } else {
                 update.filter(passkey::Column::SignCount.lt(sign_count))
             };
-            Ok(update.exec(&self.db).await?.rows_affected == 1)
+            Ok(update.exec(&self.writer).await?.rows_affected == 1)
         })
         .await
     }
@@ -170,7 +170,7 @@ impl Store {
                 .col_expr(passkey::Column::Name, Expr::value(name))
                 .filter(passkey::Column::Id.eq(id))
                 .filter(passkey::Column::UserId.eq(user_id))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
             Ok(result.rows_affected == 1)
         })
@@ -182,7 +182,7 @@ impl Store {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn delete_passkey(&self, user_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             let deleted = passkey::Entity::delete_many()
                 .filter(passkey::Column::Id.eq(id))
                 .filter(passkey::Column::UserId.eq(user_id))
@@ -218,7 +218,7 @@ impl Store {
         with_retry(|| async {
             Ok(passkey::Entity::delete_many()
                 .filter(passkey::Column::UserId.eq(user_id))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?
                 .rows_affected)
         })
@@ -238,7 +238,7 @@ impl Store {
         with_retry(|| async {
             webauthn_ceremony::Entity::delete_many()
                 .filter(webauthn_ceremony::Column::ExpiresAt.lt(now - chrono::Duration::hours(1)))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
             webauthn_ceremony::Entity::insert(webauthn_ceremony::ActiveModel {
                 challenge_hash: Set(challenge_hash.to_owned()),
@@ -249,7 +249,7 @@ impl Store {
                 created_at: Set(now),
                 expires_at: Set(expires_at),
             })
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&self.writer)
             .await?;
             Ok(())
         })
@@ -276,7 +276,7 @@ impl Store {
         let taken = with_retry(|| async {
             Ok(webauthn_ceremony::Entity::delete_many()
                 .filter(webauthn_ceremony::Column::ChallengeHash.eq(challenge_hash))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?
                 .rows_affected
                 == 1)

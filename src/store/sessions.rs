@@ -8,9 +8,9 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
@@ -103,7 +103,7 @@ impl Store {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn insert_session(&self, new: NewSession<'_>) -> Result<(), StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             let locked = user::Entity::update_many()
                 .col_expr(
                     user::Column::CredentialVersion,
@@ -152,24 +152,26 @@ impl Store {
         idle_cutoff: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             let spent = refresh_token::Entity::update_many()
                 .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
                 .filter(refresh_token::Column::TokenHash.eq(presented))
                 .filter(refresh_token::Column::UsedAt.is_null())
                 .exec(&transaction)
                 .await?;
-            let Some(token) = refresh_token::Entity::find_by_id(presented)
+            // The token and its session in one read.
+            let found = refresh_token::Entity::find_by_id(presented)
+                .select_also(session::Entity)
+                .join(
+                    JoinType::InnerJoin,
+                    refresh_token::Entity::belongs_to(session::Entity)
+                        .from(refresh_token::Column::SessionId)
+                        .to(session::Column::Id)
+                        .into(),
+                )
                 .one(&transaction)
-                .await?
-            else {
-                transaction.commit().await?;
-                return Ok(Rotation::Unknown);
-            };
-            let Some(session) = session::Entity::find_by_id(token.session_id)
-                .one(&transaction)
-                .await?
-            else {
+                .await?;
+            let Some((token, Some(session))) = found else {
                 transaction.commit().await?;
                 return Ok(Rotation::Unknown);
             };
@@ -188,6 +190,15 @@ impl Store {
                 transaction.commit().await?;
                 return Ok(repeated);
             }
+            let ended = session.revoked_at.is_some()
+                || session.expires_at <= now
+                || session.last_used_at <= idle_cutoff;
+            if spent.rows_affected == 0 && ended {
+                // Spent, but its session has ended already (a logout, say):
+                // nothing left to protect, and nothing to report as reuse.
+                transaction.commit().await?;
+                return Ok(Rotation::SessionEnded);
+            }
             if spent.rows_affected == 0 {
                 revoke_where(
                     &transaction,
@@ -202,13 +213,37 @@ impl Store {
                     user_id: session.user_id,
                 });
             }
-            if session.revoked_at.is_some()
-                || session.expires_at <= now
-                || session.last_used_at <= idle_cutoff
-            {
+            if ended {
                 transaction.commit().await?;
                 return Ok(Rotation::SessionEnded);
             }
+            // Conditional, so a revocation that committed since the session
+            // was read (a logout, a password change's sweep) wins, and only
+            // while the session's credential is still the user's.
+            let extended = session::Entity::update_many()
+                .col_expr(session::Column::LastUsedAt, Expr::value(now))
+                .filter(session::Column::Id.eq(session.id))
+                .filter(session::Column::RevokedAt.is_null())
+                .filter(
+                    session::Column::CredentialVersion.in_subquery(
+                        Query::select()
+                            .column(user::Column::CredentialVersion)
+                            .from(user::Entity)
+                            .and_where(user::Column::Id.eq(session.user_id))
+                            .to_owned(),
+                    ),
+                )
+                .exec(&transaction)
+                .await?;
+            if extended.rows_affected == 1 {
+                insert_refresh_token(&transaction, successor, session.id, now).await?;
+                transaction.commit().await?;
+                return Ok(Rotation::Rotated(SessionRecord {
+                    last_used_at: now,
+                    ..SessionRecord::from(session)
+                }));
+            }
+            // Revoked meanwhile, or opened with a credential that has changed since.
             let current: Option<i64> = user::Entity::find_by_id(session.user_id)
                 .select_only()
                 .column(user::Column::CredentialVersion)
@@ -229,24 +264,8 @@ impl Store {
                     session_id: session.id,
                 });
             }
-            // Conditional, so a revocation that committed since the session
-            // was read (a logout, a password change's sweep) wins.
-            let extended = session::Entity::update_many()
-                .col_expr(session::Column::LastUsedAt, Expr::value(now))
-                .filter(session::Column::Id.eq(session.id))
-                .filter(session::Column::RevokedAt.is_null())
-                .exec(&transaction)
-                .await?;
-            if extended.rows_affected != 1 {
-                transaction.commit().await?;
-                return Ok(Rotation::SessionEnded);
-            }
-            insert_refresh_token(&transaction, successor, session.id, now).await?;
             transaction.commit().await?;
-            Ok(Rotation::Rotated(SessionRecord {
-                last_used_at: now,
-                ..SessionRecord::from(session)
-            }))
+            Ok(Rotation::SessionEnded)
         })
         .await
     }
@@ -302,7 +321,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         with_retry(|| async {
-            revoke_where(&self.db, session::Column::Id.eq(id), reason, now).await
+            revoke_where(&self.writer, session::Column::Id.eq(id), reason, now).await
         })
         .await
     }
@@ -321,7 +340,7 @@ impl Store {
             condition = condition.add(session::Column::Id.ne(keep));
         }
         with_retry(|| async {
-            revoke_where(&self.db, condition.clone(), reason, now)
+            revoke_where(&self.writer, condition.clone(), reason, now)
                 .await
                 .map(drop)
         })

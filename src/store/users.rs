@@ -133,12 +133,12 @@ impl Store {
             };
             if outgoing.is_empty() {
                 user::Entity::insert(row)
-                    .exec_without_returning(&self.db)
+                    .exec_without_returning(&self.writer)
                     .await
                     .map_err(classify_write)?;
                 return Ok(());
             }
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             user::Entity::insert(row)
                 .exec_without_returning(&transaction)
                 .await
@@ -212,7 +212,7 @@ impl Store {
                 .col_expr(user::Column::UpdatedAt, now.into())
                 .filter(user::Column::Id.eq(id))
                 .filter(user::Column::PasswordHash.eq(expected))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
             Ok(result.rows_affected == 1)
         })
@@ -234,7 +234,7 @@ impl Store {
         outgoing: &Outgoing,
     ) -> Result<(), StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             user::Entity::update_many()
                 .col_expr(user::Column::PasswordHash, hash.into())
                 .col_expr(user::Column::UpdatedAt, now.into())
@@ -268,7 +268,7 @@ impl Store {
         }
         update
             .filter(user::Column::Id.eq(user.id))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(Some(user.id))
     }
@@ -286,7 +286,7 @@ impl Store {
                 .col_expr(user::Column::Locale, locale.map(str::to_owned).into())
                 .col_expr(user::Column::UpdatedAt, now.into())
                 .filter(user::Column::Id.eq(id))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
             Ok(())
         })

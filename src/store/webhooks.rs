@@ -70,7 +70,7 @@ impl Store {
             failing_since: Set(None),
             last_error: Set(None),
         })
-        .exec_without_returning(&self.db)
+        .exec_without_returning(&self.writer)
         .await?;
         Ok(())
     }
@@ -102,7 +102,7 @@ impl Store {
     pub async fn delete_webhook_endpoint(&self, id: Uuid) -> Result<bool, StoreError> {
         let result = webhook_endpoint::Entity::delete_many()
             .filter(webhook_endpoint::Column::Id.eq(id))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(result.rows_affected == 1)
     }
@@ -121,7 +121,7 @@ impl Store {
             )
             .filter(webhook_endpoint::Column::Id.eq(id))
             .filter(webhook_endpoint::Column::FailingSince.is_not_null())
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(())
     }
@@ -151,7 +151,7 @@ impl Store {
         if disable {
             update = update.col_expr(webhook_endpoint::Column::DisabledAt, Expr::value(Some(now)));
         }
-        update.exec(&self.db).await?;
+        update.exec(&self.writer).await?;
         Ok(disable)
     }
 
@@ -183,7 +183,7 @@ impl Store {
         outgoing: &Outgoing,
     ) -> Result<(), StoreError> {
         with_retry(|| async {
-            let transaction = self.db.begin().await?;
+            let transaction = self.writer.begin().await?;
             insert_audit_row(&transaction, record).await?;
             write_outgoing(&transaction, outgoing, record.at).await?;
             transaction.commit().await?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_latchkey");
 
-fn latchkey(directory: &std::path::Path) -> Command {
+pub(crate) fn latchkey(directory: &std::path::Path) -> Command {
     let mut command = Command::new(BINARY);
     command
         .current_dir(directory)
@@ -119,12 +119,16 @@ fn migrate_creates_the_default_sqlite_database() {
     assert!(again.status.success());
 }
 
+/// SIGTERM: readiness turns 503 at once while requests are still served for
+/// the shutdown delay (a load balancer moves traffic away), then the server
+/// stops, cleanly.
 #[test]
-fn sigterm_stops_the_server_cleanly() {
+fn sigterm_drains_then_stops_the_server_cleanly() {
     let directory = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut server = latchkey(directory.path())
         .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LATCHKEY_SHUTDOWN_DELAY_SECONDS", "3")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -136,7 +140,38 @@ fn sigterm_stops_the_server_cleanly() {
         .status()
         .unwrap();
     assert!(killed.success());
+    let signalled = std::time::Instant::now();
+    let not_ready = loop {
+        let ready = exchange(port, "GET", "/ready", "application/json", "");
+        if !ready.starts_with("HTTP/1.1 200") {
+            break ready;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "/ready still 200 after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+    assert!(not_ready.contains("Shutting down"), "{not_ready}");
+    // Still serving while draining: a login works.
+    let login = exchange(
+        port,
+        "POST",
+        "/login",
+        "application/x-www-form-urlencoded",
+        "username=alice&password=tangerine+lantern+42",
+    );
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "stopped before the delay"
+    );
     let status = server.wait().unwrap();
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(3),
+        "stopped before the delay ended"
+    );
     assert!(status.success(), "exit status {status}");
     // A clean stop folds SQLite's write-ahead log into the database file.
     let wal = directory.path().join("latchkey.db-wal");
@@ -145,7 +180,13 @@ fn sigterm_stops_the_server_cleanly() {
 }
 
 /// Sends one HTTP/1.1 request over a fresh connection; answers the status line and body.
-fn exchange(port: u16, method: &str, path: &str, content_type: &str, body: &str) -> String {
+pub(crate) fn exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
@@ -198,7 +239,7 @@ fn five_thousand_idle_connections_do_not_stop_a_login() {
     let _ = server.wait();
 }
 
-fn wait_until_ready(port: u16) {
+pub(crate) fn wait_until_ready(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready(port) {
         assert!(Instant::now() < deadline, "the server never became ready");
@@ -206,7 +247,7 @@ fn wait_until_ready(port: u16) {
     }
 }
 
-fn register_alice(port: u16) {
+pub(crate) fn register_alice(port: u16) {
     let registered = exchange(
         port,
         "POST",
@@ -217,7 +258,7 @@ fn register_alice(port: u16) {
     assert!(registered.starts_with("HTTP/1.1 200"), "{registered}");
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -237,7 +278,7 @@ fn ready(port: u16) -> bool {
         && answer.starts_with("HTTP/1.1 200")
 }
 
-fn run_ok(directory: &std::path::Path, args: &[&str]) -> String {
+pub(crate) fn run_ok(directory: &std::path::Path, args: &[&str]) -> String {
     let output = latchkey(directory).args(args).output().unwrap();
     assert!(
         output.status.success(),
@@ -333,4 +374,73 @@ fn an_unreachable_database_is_named_by_host_and_reason_without_its_password() {
     assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
     assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
     assert!(!stderr.contains("hunter2secret"), "{stderr}");
+}
+
+/// At the default log level each request writes one access line: method,
+/// route template, status, latency in milliseconds as a number, request id;
+/// a wrong password writes a warning naming the account only by a hash.
+#[test]
+fn requests_are_logged_at_info_without_secrets() {
+    let directory = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = latchkey(directory.path())
+        .env("LATCHKEY_LOG", "info")
+        .env("LATCHKEY_LOG_FORMAT", "json")
+        .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LATCHKEY_SHUTDOWN_DELAY_SECONDS", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_ready(port);
+    register_alice(port);
+    let refused = exchange(
+        port,
+        "POST",
+        "/login",
+        "application/x-www-form-urlencoded",
+        "username=alice&password=not+her+secret+77",
+    );
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = server.wait_with_output().unwrap();
+    let logs = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let access = lines
+        .iter()
+        .find(|line| line["target"] == "latchkey::access" && line["route"] == "/login")
+        .unwrap_or_else(|| panic!("no access line for /login:\n{logs}"));
+    assert_eq!(access["level"], "INFO", "{access}");
+    assert_eq!(access["status"], 400, "{access}");
+    assert!(access["latency_ms"].is_f64(), "{access}");
+    assert_eq!(access["span"]["method"], "POST", "{access}");
+    assert!(
+        access["span"]["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36),
+        "{access}"
+    );
+    let failed = lines
+        .iter()
+        .find(|line| {
+            line["fields"]["message"] == "login failed" || line["message"] == "login failed"
+        })
+        .unwrap_or_else(|| panic!("no warning for the failed login:\n{logs}"));
+    assert_eq!(failed["level"], "WARN", "{failed}");
+    assert!(!logs.contains("alice"), "the account was named:\n{logs}");
+    assert!(
+        !logs.contains("not+her+secret"),
+        "a password was logged:\n{logs}"
+    );
+    assert!(
+        !logs.contains("not her secret"),
+        "a password was logged:\n{logs}"
+    );
 }

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use zeroize::Zeroize;
 
 use super::HashingError;
+use crate::metrics::HashTimings;
 
 /// How long an idle hashing thread keeps its working memory.
 pub const KEEP_MEMORY_FOR: Duration = Duration::from_secs(2);
@@ -93,6 +94,7 @@ impl Shared {
 pub struct Pool {
     shared: Arc<Shared>,
     queue_limit: usize,
+    timings: HashTimings,
 }
 
 impl Pool {
@@ -105,6 +107,7 @@ impl Pool {
         let pool = Self {
             shared: Arc::clone(&shared),
             queue_limit,
+            timings: HashTimings::default(),
         };
         for index in 0..threads.max(1) {
             let shared = Arc::clone(&shared);
@@ -116,6 +119,11 @@ impl Pool {
                 })?;
         }
         Ok(pool)
+    }
+
+    /// Records each hash's wait for a thread and its time on it.
+    pub fn observe(&mut self, timings: HashTimings) {
+        self.timings = timings;
     }
 
     /// Hashes waiting for a thread now.
@@ -130,12 +138,22 @@ impl Pool {
     ) -> Result<T, HashingError> {
         let (sender, receiver) = oneshot::channel();
         let span = tracing::Span::current();
+        let timings = self.timings.clone();
+        let queued_at = Instant::now();
         let task: Task = Box::new(move |scratch| {
             if sender.is_closed() {
                 return; // the request was abandoned while it waited
             }
+            let started = Instant::now();
+            timings
+                .wait
+                .record(started.duration_since(queued_at).as_secs_f64());
             let outcome = match scratch {
-                Some(scratch) => Ok(span.in_scope(|| work(scratch))),
+                Some(scratch) => {
+                    let output = span.in_scope(|| work(scratch));
+                    timings.work.record(started.elapsed().as_secs_f64());
+                    Ok(output)
+                }
                 None => Err(HashingError::Busy),
             };
             // The caller may have gone meanwhile; then nobody needs the answer.
