@@ -8,7 +8,8 @@
 #
 # SQLite's figures go to docs/BENCHMARKS.md, another backend's to
 # docs/BENCHMARKS-<backend>.md. BENCH_ONLY=refresh (or introspect) measures
-# that alone and writes nothing.
+# that alone and writes nothing; BENCH_BINARY=path measures that binary
+# instead of building one.
 #
 # Configuration is the default a user gets, except LATCHKEY_RATE_LIMITS=off
 # (one load generator on one address would otherwise be throttled).
@@ -18,8 +19,13 @@ seconds=${BENCH_SECONDS:-10}
 users=${BENCH_USERS:-200}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
-cargo build --release --quiet --bin latchkey --example hash_rate
-binary=target/release/latchkey
+# BENCH_BINARY: measure that binary (an earlier build, say) instead of building.
+if [ -n "${BENCH_BINARY:-}" ]; then
+  binary=$BENCH_BINARY
+else
+  cargo build --release --quiet --bin latchkey --example hash_rate
+  binary=target/release/latchkey
+fi
 work=$(mktemp -d)
 cleanup() { [ -n "${server:-}" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
@@ -53,9 +59,10 @@ run_id=$RANDOM
 seq 1 "$users" | xargs -P 4 -I{} curl -sf -o /dev/null -X POST "$base/register" -H 'Content-Type: application/json' \
   -d "{\"username\":\"u${run_id}x{}\",\"email\":\"u${run_id}x{}@bench.example\",\"password\":\"benchmark passphrase 42\"}"
 seq 1 "$users" | sed "s/^/u${run_id}x/" >"$work/users"
-seq 1 "$users" | xargs -P 4 -I{} sh -c "curl -sf -X POST '$base/login' -d 'username=u${run_id}x{}&password=benchmark+passphrase+42'; echo" \
+seq 1 "$users" | xargs -P 4 -I{} curl -sf -X POST "$base/login" -d "username=u${run_id}x{}&password=benchmark+passphrase+42" \
   >"$work/logins"
-field() { python3 -c 'import json,sys; [print(json.loads(l)[sys.argv[1]]) for l in sys.stdin if l.strip()]' "$1" <"$work/logins"; }
+# The answers arrive back to back ("}{"), in any order.
+field() { python3 -c 'import json,sys; [print(json.loads(l)[sys.argv[1]]) for l in sys.stdin.read().replace("}{","}\n{").splitlines()]' "$1" <"$work/logins"; }
 field access_token >"$work/tokens"
 field refresh_token >"$work/refresh_tokens"
 # A resource server's credentials for (g), created as an operator would.

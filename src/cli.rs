@@ -176,7 +176,7 @@ pub fn run() -> ExitCode {
         print!("{}", settings.masked());
         return ExitCode::SUCCESS;
     }
-    telemetry::init(&settings.logging);
+    let _telemetry = telemetry::init(&settings.logging);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

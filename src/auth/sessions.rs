@@ -131,8 +131,8 @@ impl Auth {
                 now - self.sessions.idle_timeout,
             )
             .await?;
-        let session = match rotation {
-            Rotation::Rotated(session) | Rotation::Repeated(session) => session,
+        let (session, user) = match rotation {
+            Rotation::Rotated(session, user) | Rotation::Repeated(session, user) => (session, user),
             Rotation::Reused {
                 session_id,
                 user_id,
@@ -162,13 +162,10 @@ impl Auth {
                 ));
             }
         };
-        let user = match self.store.find_user_by_id(session.user_id).await? {
-            Some(user) if !user.disabled => user,
-            _ => {
-                self.end_session(session.id, "user_disabled").await?;
-                return Err(AuthError::InvalidGrant("the account is disabled"));
-            }
-        };
+        if user.disabled {
+            self.end_session(session.id, "user_disabled").await?;
+            return Err(AuthError::InvalidGrant("the account is disabled"));
+        }
         let access = self.tokens.issue_with(
             user.id,
             &user.username,

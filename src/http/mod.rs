@@ -173,7 +173,9 @@ fn request_span(request: &Request) -> tracing::Span {
         .get(&REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+    let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id);
+    crate::telemetry::continue_trace(&span, request.headers());
+    span
 }
 
 async fn not_found() -> ApiError {

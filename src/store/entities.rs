@@ -459,3 +459,25 @@ pub mod webhook_endpoint {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A refresh token belongs to its session, and a session to its user: the
+/// joins refresh-token rotation reads all three with, in one query.
+impl sea_orm::Related<session::Entity> for refresh_token::Entity {
+    fn to() -> sea_orm::RelationDef {
+        use sea_orm::EntityTrait;
+        Self::belongs_to(session::Entity)
+            .from(refresh_token::Column::SessionId)
+            .to(session::Column::Id)
+            .into()
+    }
+}
+
+impl sea_orm::Related<user::Entity> for session::Entity {
+    fn to() -> sea_orm::RelationDef {
+        use sea_orm::EntityTrait;
+        Self::belongs_to(user::Entity)
+            .from(session::Column::UserId)
+            .to(user::Column::Id)
+            .into()
+    }
+}

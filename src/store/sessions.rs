@@ -10,14 +10,14 @@ use std::net::IpAddr;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::entities::{refresh_token, session, user};
 use super::error::{classify_write, with_retry};
-use super::{Store, StoreError};
+use super::{Store, StoreError, UserRecord};
 
 /// A session as stored.
 #[derive(Debug, Clone)]
@@ -70,8 +70,9 @@ pub struct NewSession<'a> {
 /// What presenting a refresh token led to.
 #[derive(Debug)]
 pub enum Rotation {
-    /// The token was live; it is now spent and `successor` is stored in its place.
-    Rotated(SessionRecord),
+    /// The token was live; it is now spent and `successor` is stored in its
+    /// place. The account as it is now comes along.
+    Rotated(SessionRecord, UserRecord),
     /// The token was already spent: the session is now revoked.
     Reused {
         session_id: Uuid,
@@ -79,7 +80,7 @@ pub enum Rotation {
     },
     /// The token was spent within the grace window and its successor is
     /// still unused: the caller answers the same successor again.
-    Repeated(SessionRecord),
+    Repeated(SessionRecord, UserRecord),
     /// The session was opened with a credential that has changed since (a
     /// password change raced its login): the session is now revoked.
     CredentialChanged {
@@ -151,6 +152,13 @@ impl Store {
         now: DateTime<Utc>,
         idle_cutoff: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
+        if self.writer.get_database_backend() == DbBackend::Postgres
+            && let Some(rotation) =
+                rotate_in_one_statement(&self.writer, presented, successor, now, idle_cutoff)
+                    .await?
+        {
+            return Ok(rotation);
+        }
         with_retry(|| async {
             let transaction = self.writer.begin().await?;
             let spent = refresh_token::Entity::update_many()
@@ -159,24 +167,23 @@ impl Store {
                 .filter(refresh_token::Column::UsedAt.is_null())
                 .exec(&transaction)
                 .await?;
-            // The token and its session in one read.
+            // The token, its session and its user in one read.
             let found = refresh_token::Entity::find_by_id(presented)
-                .select_also(session::Entity)
-                .join(
-                    JoinType::InnerJoin,
-                    refresh_token::Entity::belongs_to(session::Entity)
-                        .from(refresh_token::Column::SessionId)
-                        .to(session::Column::Id)
-                        .into(),
-                )
+                .find_also_related(session::Entity)
+                .and_also_related(user::Entity)
                 .one(&transaction)
                 .await?;
-            let Some((token, Some(session))) = found else {
+            let Some((token, Some(session), user)) = found else {
+                transaction.commit().await?;
+                return Ok(Rotation::Unknown);
+            };
+            // Sessions go with their account: none without one.
+            let Some(user) = user.map(UserRecord::from) else {
                 transaction.commit().await?;
                 return Ok(Rotation::Unknown);
             };
             if spent.rows_affected == 0
-                && let Some(repeated) = repeat_within_grace(
+                && repeatable_within_grace(
                     &transaction,
                     &token,
                     successor,
@@ -188,7 +195,7 @@ impl Store {
                 .await?
             {
                 transaction.commit().await?;
-                return Ok(repeated);
+                return Ok(Rotation::Repeated(SessionRecord::from(session), user));
             }
             let ended = session.revoked_at.is_some()
                 || session.expires_at <= now
@@ -238,10 +245,13 @@ impl Store {
             if extended.rows_affected == 1 {
                 insert_refresh_token(&transaction, successor, session.id, now).await?;
                 transaction.commit().await?;
-                return Ok(Rotation::Rotated(SessionRecord {
-                    last_used_at: now,
-                    ..SessionRecord::from(session)
-                }));
+                return Ok(Rotation::Rotated(
+                    SessionRecord {
+                        last_used_at: now,
+                        ..SessionRecord::from(session)
+                    },
+                    user,
+                ));
             }
             // Revoked meanwhile, or opened with a credential that has changed since.
             let current: Option<i64> = user::Entity::find_by_id(session.user_id)
@@ -366,7 +376,7 @@ impl Store {
 
 /// A token spent at most `grace` ago whose successor (by its hash) is still
 /// unused, in a live session: the same successor again.
-async fn repeat_within_grace(
+async fn repeatable_within_grace(
     connection: &impl ConnectionTrait,
     token: &refresh_token::Model,
     successor: &str,
@@ -374,12 +384,12 @@ async fn repeat_within_grace(
     grace: Duration,
     now: DateTime<Utc>,
     idle_cutoff: DateTime<Utc>,
-) -> Result<Option<Rotation>, StoreError> {
+) -> Result<bool, StoreError> {
     let Some(used_at) = token.used_at else {
-        return Ok(None);
+        return Ok(false);
     };
     if grace <= Duration::zero() || now - used_at > grace {
-        return Ok(None);
+        return Ok(false);
     }
     let live = session.revoked_at.is_none()
         && session.expires_at > now
@@ -390,7 +400,93 @@ async fn repeat_within_grace(
         .one(connection)
         .await?
         .is_some();
-    Ok((live && unused).then(|| Rotation::Repeated(SessionRecord::from(session.clone()))))
+    Ok(live && unused)
+}
+
+/// PostgreSQL: the common case of a rotation (a live token of a live
+/// session) in one statement, and so one round trip: spend the token, extend
+/// its session, store the successor, and read the session and its account.
+/// `None` when the token was not live or its session had ended (the token
+/// is then spent): the caller's transaction tells which case it was.
+async fn rotate_in_one_statement(
+    connection: &impl ConnectionTrait,
+    presented: &str,
+    successor: &str,
+    now: DateTime<Utc>,
+    idle_cutoff: DateTime<Utc>,
+) -> Result<Option<Rotation>, StoreError> {
+    use sea_orm::{FromQueryResult, IdenStatic, Iterable, Statement};
+    let columns = |table: &str, prefix: &str, names: Vec<String>| {
+        names
+            .iter()
+            .map(|name| format!("{table}.\"{name}\" AS \"{prefix}{name}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let session_columns = columns(
+        "live",
+        "s_",
+        session::Column::iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
+    );
+    let user_columns = columns(
+        "users",
+        "u_",
+        user::Column::iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
+    );
+    let sql = format!(
+        "WITH spent AS (\
+           UPDATE refresh_tokens SET used_at = $1 \
+           WHERE token_hash = $2 AND used_at IS NULL RETURNING session_id), \
+         live AS (\
+           UPDATE sessions SET last_used_at = $1 FROM spent \
+           WHERE sessions.id = spent.session_id AND sessions.revoked_at IS NULL \
+             AND sessions.expires_at > $1 AND sessions.last_used_at > $3 \
+           RETURNING sessions.*), \
+         stored AS (\
+           INSERT INTO refresh_tokens (token_hash, session_id, created_at, used_at) \
+           SELECT $4, live.id, $1, NULL FROM live) \
+         SELECT {session_columns}, {user_columns} FROM live JOIN users ON users.id = live.user_id"
+    );
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        [
+            now.into(),
+            presented.into(),
+            idle_cutoff.into(),
+            successor.into(),
+        ],
+    );
+    let Some(row) = connection
+        .query_one_raw(statement)
+        .await
+        .map_err(classify_write)?
+    else {
+        return Ok(None);
+    };
+    let session = session::Model::from_query_result(&row, "s_")?;
+    let user = user::Model::from_query_result(&row, "u_")?;
+    if session.credential_version != user.credential_version {
+        // Opened with a credential that has changed since: it ends here.
+        revoke_where(
+            connection,
+            session::Column::Id.eq(session.id),
+            "credential_changed",
+            now,
+        )
+        .await?;
+        return Ok(Some(Rotation::CredentialChanged {
+            session_id: session.id,
+        }));
+    }
+    Ok(Some(Rotation::Rotated(
+        SessionRecord::from(session),
+        UserRecord::from(user),
+    )))
 }
 
 async fn insert_refresh_token(

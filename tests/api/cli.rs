@@ -444,3 +444,84 @@ fn requests_are_logged_at_info_without_secrets() {
         "a password was logged:\n{logs}"
     );
 }
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, request spans reach a real OTLP
+/// receiver (`tests/otlp/receiver.py`, decoding the protobuf with the
+/// OpenTelemetry project's classes), as children of the caller's
+/// `traceparent`.
+#[test]
+fn request_spans_are_exported_over_otlp_continuing_the_callers_trace() {
+    use std::io::BufRead;
+    let directory = tempfile::tempdir().unwrap();
+    let spans = directory.path().join("spans.jsonl");
+    let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let mut receiver = Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/otlp/receiver.py"
+        ))
+        .arg(&spans)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {python}: {error}"));
+    let mut first_line = String::new();
+    std::io::BufReader::new(receiver.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    let receiver_port: u16 = first_line.trim().parse().unwrap_or_else(|_| {
+        panic!("the receiver did not start (pip install opentelemetry-proto): {first_line:?}")
+    });
+    let port = free_port();
+    let mut server = latchkey(directory.path())
+        .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{receiver_port}"),
+        )
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_ready(port);
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let answer = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let request = format!(
+            "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             traceparent: 00-{trace_id}-{caller_span}-01\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let span = loop {
+        let recorded = std::fs::read_to_string(&spans).unwrap_or_default();
+        let found = recorded
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|span| span["trace_id"] == trace_id);
+        if let Some(span) = found {
+            break span;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no span of trace {trace_id} reached the receiver: {recorded}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    assert_eq!(span["parent_span_id"], caller_span, "{span}");
+    assert_eq!(span["name"], "request", "{span}");
+    assert_eq!(span["service"], "latchkey", "{span}");
+    assert_eq!(span["attributes"]["path"], "/health", "{span}");
+    assert_eq!(span["attributes"]["method"], "GET", "{span}");
+}

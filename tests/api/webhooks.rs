@@ -162,6 +162,38 @@ async fn every_event_of_a_burst_arrives_signed_across_an_outage_and_a_restart() 
     for index in 200..499 {
         assert_eq!(touch(index).await.status(), 200);
     }
+    // Until a delivery has failed against the stopped receiver, so that the
+    // restart below has attempts to carry over.
+    let failing = Instant::now();
+    loop {
+        let deliveries = json_with_status(
+            call(
+                &app,
+                Method::GET,
+                &format!("/admin/webhooks/{endpoint_id}/deliveries?limit=200"),
+                Some(&key),
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        let failed = deliveries["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|delivery| {
+                delivery["delivered_at"].is_null() && delivery["attempts"].as_i64().unwrap() > 0
+            });
+        if failed {
+            break;
+        }
+        assert!(
+            failing.elapsed() < Duration::from_secs(30),
+            "no delivery failed while the receiver was down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let app = app.restart().await;
     let receiver = Receiver::start(port, &secret, &output);
 
