@@ -1,16 +1,14 @@
 //! The OpenAPI 3.1 document (`/openapi.json`) and the interactive docs page
 //! (`/docs`), whose assets are compiled into the binary. The document is built
 //! from the routers themselves; this file only adds what no route knows: the
-//! title, and the security schemes (OAuth 2.0 password flow against `/login`,
-//! so the page's Authorize button works, and a plain bearer scheme).
+//! title, and the security scheme (OAuth 2.0 password flow against `/login`,
+//! so the page's Authorize button works). The page calls nothing external.
 
 use axum::Router;
 use utoipa::Modify;
 use utoipa::OpenApi;
-use utoipa::openapi::security::{
-    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
-};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa::openapi::security::{Flow, OAuth2, Password, Scopes, SecurityScheme};
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::state::AppState;
 
@@ -48,18 +46,15 @@ impl Modify for SecuritySchemes {
                 Scopes::new(),
             ))])),
         );
-        components.add_security_scheme(
-            "bearer_token",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
     }
 }
 
 pub fn router(openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
-    Router::from(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+    // No validator: the page makes no request beyond this server.
+    let config = Config::from("/openapi.json").validator_url("none");
+    Router::from(
+        SwaggerUi::new("/docs")
+            .url("/openapi.json", openapi)
+            .config(config),
+    )
 }

@@ -123,3 +123,29 @@ async fn metrics_are_not_served_through_a_proxy_or_without_the_configured_token(
             .contains("latchkey_logins_total")
     );
 }
+
+/// The docs page is served from the binary and points at nothing outside
+/// it: no validator, no other host; its one security scheme is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_page_calls_nothing_external() {
+    let app = TestApp::spawn_edge().await;
+    let initializer = app.get("/docs/swagger-initializer.js").await;
+    assert_eq!(initializer.status(), 200);
+    let script = initializer.text().await.unwrap();
+    assert!(script.contains("\"validatorUrl\": \"none\""), "{script}");
+    assert!(!script.contains("https://"), "{script}");
+    let page = app.get("/docs/").await.text().await.unwrap();
+    assert!(
+        !page.contains("https://") && !page.contains("http://"),
+        "{page}"
+    );
+    let document: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let schemes = document["components"]["securitySchemes"]
+        .as_object()
+        .unwrap();
+    assert_eq!(
+        schemes.keys().collect::<Vec<_>>(),
+        ["bearer"],
+        "{schemes:?}"
+    );
+}
