@@ -166,25 +166,10 @@ async fn every_event_of_a_burst_arrives_signed_across_an_outage_and_a_restart() 
     // restart below has attempts to carry over.
     let failing = Instant::now();
     loop {
-        let deliveries = json_with_status(
-            call(
-                &app,
-                Method::GET,
-                &format!("/admin/webhooks/{endpoint_id}/deliveries?limit=200"),
-                Some(&key),
-                None,
-            )
-            .await,
-            200,
-        )
-        .await;
-        let failed = deliveries["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|delivery| {
-                delivery["delivered_at"].is_null() && delivery["attempts"].as_i64().unwrap() > 0
-            });
+        let deliveries = latest_deliveries(&app, &key, &endpoint_id).await;
+        let failed = deliveries.iter().any(|delivery| {
+            delivery["delivered_at"].is_null() && delivery["attempts"].as_i64().unwrap() > 0
+        });
         if failed {
             break;
         }
@@ -226,19 +211,7 @@ async fn every_event_of_a_burst_arrives_signed_across_an_outage_and_a_restart() 
         .collect();
     assert_eq!(numbers.len(), 499);
 
-    let deliveries = json_with_status(
-        call(
-            &app,
-            Method::GET,
-            &format!("/admin/webhooks/{endpoint_id}/deliveries?limit=200"),
-            Some(&key),
-            None,
-        )
-        .await,
-        200,
-    )
-    .await;
-    let deliveries = deliveries["deliveries"].as_array().unwrap();
+    let deliveries = latest_deliveries(&app, &key, &endpoint_id).await;
     assert!(
         deliveries
             .iter()
@@ -250,4 +223,21 @@ async fn every_event_of_a_burst_arrives_signed_across_an_outage_and_a_restart() 
             .any(|delivery| delivery["attempts"].as_i64().unwrap() > 1),
         "some were retried after the outage"
     );
+}
+
+/// The endpoint's 200 latest deliveries, as the admin API lists them.
+async fn latest_deliveries(app: &TestApp, key: &str, endpoint_id: &str) -> Vec<Value> {
+    let listed = json_with_status(
+        call(
+            app,
+            Method::GET,
+            &format!("/admin/webhooks/{endpoint_id}/deliveries?limit=200"),
+            Some(key),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    listed["deliveries"].as_array().unwrap().clone()
 }
