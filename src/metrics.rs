@@ -138,7 +138,7 @@ impl Metrics {
         let key = Key::from_parts(
             REQUEST_DURATION,
             vec![
-                Label::new("method", method.to_owned()),
+                Label::new("method", method_label(method)),
                 Label::new("route", route.to_owned()),
                 Label::new("status", status_label(status)),
             ],
@@ -290,6 +290,16 @@ fn describe(recorder: &PrometheusRecorder, name: &'static str, unit: Unit, help:
     recorder.describe_histogram(KeyName::from_const_str(name), Some(unit), help.into());
 }
 
+/// The standard methods by name, any other as `other`: a client choosing
+/// method names must not add series without bound.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("other")
+}
+
 /// Status codes as label values without an allocation for the common ones.
 fn status_label(status: u16) -> metrics::SharedString {
     let known = match status {
@@ -390,6 +400,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.request("GET", "/get-resource", 200, Duration::from_millis(2));
         metrics.request("GET", "/get-resource", 200, Duration::from_millis(3));
+        metrics.request("BREW", "unmatched", 405, Duration::from_millis(1));
         metrics.login(LoginOutcome::UnknownUser);
         metrics.login(LoginOutcome::UnknownUser);
         metrics.login(LoginOutcome::Success);
@@ -426,6 +437,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("latchkey_outbox_depth 3"), "{text}");
+        assert!(text.contains("method=\"other\""), "{text}");
+        assert!(!text.contains("BREW"), "{text}");
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
     }
 }

@@ -189,7 +189,11 @@ impl Application {
                     seconds = delay.as_secs(),
                     "stopping: /ready answers 503 while requests are still served"
                 );
-                tokio::time::sleep(delay).await;
+                // A second signal stops waiting.
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = shutdown_signal() => {}
+                }
             }
             tracing::info!("shutting down: finishing in-flight requests");
         })

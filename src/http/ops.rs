@@ -39,7 +39,8 @@ async fn metrics(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let peer = peer.map(|Extension(ConnectInfo(address))| address.ip());
-    scrape_allowed(state.metrics_token.as_deref(), peer, &headers)?;
+    let proxied = peer.is_some_and(|peer| state.trusted_proxies.contains(peer));
+    scrape_allowed(state.metrics_token.as_deref(), peer, proxied, &headers)?;
     let mut response = state.auth.metrics_text().await.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -48,25 +49,31 @@ async fn metrics(
     Ok(response)
 }
 
+/// Loopback, RFC 1918 or IPv6 unique-local (IPv4-mapped forms count as IPv4).
+fn is_local(address: IpAddr) -> bool {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
 /// Headers a proxy adds: a request carrying one came from beyond it.
 const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
 
 /// Login outcomes by kind are for operators only (they would tell a stranger
 /// whether the account they just tried exists): with a token configured,
 /// the scraper presents it; without one, only a peer on loopback or a
-/// private network, reaching the server directly (no forwarding header),
-/// is answered.
+/// private network (RFC 1918, IPv6 unique local) reaching the server
+/// directly is answered: not a configured trusted proxy, and no forwarding
+/// header.
 fn scrape_allowed(
     token: Option<&SecretString>,
     peer: Option<IpAddr>,
+    proxied: bool,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     if let Some(token) = token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or_default();
+        let presented = super::extract::bearer_token(headers).unwrap_or_default();
         let matches: bool = presented
             .as_bytes()
             .ct_eq(token.expose_secret().as_bytes())
@@ -77,10 +84,11 @@ fn scrape_allowed(
             Err(ApiError::NotAuthenticated)
         };
     }
-    let direct = FORWARDING_HEADERS
-        .iter()
-        .all(|name| !headers.contains_key(*name));
-    if direct && peer.is_some_and(crate::auth::is_internal) {
+    let direct = !proxied
+        && FORWARDING_HEADERS
+            .iter()
+            .all(|name| !headers.contains_key(*name));
+    if direct && peer.is_some_and(is_local) {
         Ok(())
     } else {
         Err(ApiError::Forbidden(

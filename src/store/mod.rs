@@ -159,19 +159,22 @@ fn free_bytes(folder: &std::path::Path) -> Option<u64> {
     Some(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
-/// Longest wait for a pooled connection before a request gives up (503).
+/// Longest wait for a pooled connection before a request gives up (503):
+/// an unreachable database must not hold clients for long.
 const ACQUIRE_WITHIN: Duration = Duration::from_millis(1500);
 
+/// Longest wait for SQLite's one writer connection, as for its lock.
+const SQLITE_WRITER_WAIT: Duration = Duration::from_secs(10);
+
 /// The pool's options: its size, its waits, and SQLite's pragmas.
-fn connect_options(driver_url: &str, max_connections: u32) -> ConnectOptions {
+fn connect_options(driver_url: &str, max_connections: u32, wait: Duration) -> ConnectOptions {
     let mut options = ConnectOptions::new(driver_url.to_owned());
     options
         .max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
-        // A request waits this long for a connection, then answers 503:
-        // an unreachable database must not hold clients for long.
-        .acquire_timeout(ACQUIRE_WITHIN)
+        // A request waits `wait` for a connection, then answers 503.
+        .acquire_timeout(wait)
         .sqlx_logging(false)
         // Concurrent writers wait for SQLite's lock instead of failing at once.
         .map_sqlx_sqlite_opts(|options| {
@@ -210,14 +213,21 @@ impl Store {
             Some(rest) => format!("mysql:{rest}"),
             None => url.to_owned(),
         };
-        let db = match Database::connect(connect_options(&driver_url, max_connections)).await {
+        let db = match Database::connect(connect_options(
+            &driver_url,
+            max_connections,
+            ACQUIRE_WITHIN,
+        ))
+        .await
+        {
             Ok(db) => db,
             Err(error) => return Err(connect_failure(url, error).await),
         };
         let sqlite_folder = sqlite_folder(url);
         // A file, not `:memory:`, where a second pool would open another database.
         let writer = if sqlite_folder.is_some() {
-            Database::connect(connect_options(&driver_url, 1))
+            // Writers queue here as they used to wait for SQLite's lock.
+            Database::connect(connect_options(&driver_url, 1, SQLITE_WRITER_WAIT))
                 .await
                 .map_err(StoreError::Connect)?
         } else {

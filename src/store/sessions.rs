@@ -153,9 +153,10 @@ impl Store {
         idle_cutoff: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
         if self.writer.get_database_backend() == DbBackend::Postgres
-            && let Some(rotation) =
+            && let Some(rotation) = with_retry(|| {
                 rotate_in_one_statement(&self.writer, presented, successor, now, idle_cutoff)
-                    .await?
+            })
+            .await?
         {
             return Ok(rotation);
         }
@@ -182,29 +183,36 @@ impl Store {
                 transaction.commit().await?;
                 return Ok(Rotation::Unknown);
             };
-            if spent.rows_affected == 0
-                && repeatable_within_grace(
-                    &transaction,
-                    &token,
-                    successor,
-                    &session,
-                    grace,
-                    now,
-                    idle_cutoff,
-                )
-                .await?
-            {
-                transaction.commit().await?;
-                return Ok(Rotation::Repeated(SessionRecord::from(session), user));
-            }
             let ended = session.revoked_at.is_some()
                 || session.expires_at <= now
                 || session.last_used_at <= idle_cutoff;
-            if spent.rows_affected == 0 && ended {
-                // Spent, but its session has ended already (a logout, say):
+            if ended {
+                // Spent now or before: an ended session (a logout, say) has
                 // nothing left to protect, and nothing to report as reuse.
                 transaction.commit().await?;
                 return Ok(Rotation::SessionEnded);
+            }
+            if session.credential_version != user.credential_version {
+                // Opened with a credential that has changed since: it ends
+                // here, whoever presents which of its tokens.
+                revoke_where(
+                    &transaction,
+                    session::Column::Id.eq(session.id),
+                    "credential_changed",
+                    now,
+                )
+                .await?;
+                transaction.commit().await?;
+                return Ok(Rotation::CredentialChanged {
+                    session_id: session.id,
+                });
+            }
+            if spent.rows_affected == 0
+                && repeatable_within_grace(&transaction, &token, successor, &session, grace, now)
+                    .await?
+            {
+                transaction.commit().await?;
+                return Ok(Rotation::Repeated(SessionRecord::from(session), user));
             }
             if spent.rows_affected == 0 {
                 revoke_where(
@@ -219,10 +227,6 @@ impl Store {
                     session_id: session.id,
                     user_id: session.user_id,
                 });
-            }
-            if ended {
-                transaction.commit().await?;
-                return Ok(Rotation::SessionEnded);
             }
             // Conditional, so a revocation that committed since the session
             // was read (a logout, a password change's sweep) wins, and only
@@ -375,7 +379,7 @@ impl Store {
 }
 
 /// A token spent at most `grace` ago whose successor (by its hash) is still
-/// unused, in a live session: the same successor again.
+/// unused (its session is live; the caller checked): the same successor again.
 async fn repeatable_within_grace(
     connection: &impl ConnectionTrait,
     token: &refresh_token::Model,
@@ -383,7 +387,6 @@ async fn repeatable_within_grace(
     session: &session::Model,
     grace: Duration,
     now: DateTime<Utc>,
-    idle_cutoff: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let Some(used_at) = token.used_at else {
         return Ok(false);
@@ -391,23 +394,20 @@ async fn repeatable_within_grace(
     if grace <= Duration::zero() || now - used_at > grace {
         return Ok(false);
     }
-    let live = session.revoked_at.is_none()
-        && session.expires_at > now
-        && session.last_used_at > idle_cutoff;
-    let unused = refresh_token::Entity::find_by_id(successor.to_owned())
+    Ok(refresh_token::Entity::find_by_id(successor.to_owned())
         .filter(refresh_token::Column::SessionId.eq(session.id))
         .filter(refresh_token::Column::UsedAt.is_null())
         .one(connection)
         .await?
-        .is_some();
-    Ok(live && unused)
+        .is_some())
 }
 
 /// PostgreSQL: the common case of a rotation (a live token of a live
 /// session) in one statement, and so one round trip: spend the token, extend
 /// its session, store the successor, and read the session and its account.
-/// `None` when the token was not live or its session had ended (the token
-/// is then spent): the caller's transaction tells which case it was.
+/// `None` when the token was not live, or its session had ended or its
+/// credential changed (the token is then spent): the caller's transaction
+/// tells which case it was.
 async fn rotate_in_one_statement(
     connection: &impl ConnectionTrait,
     presented: &str,
@@ -445,6 +445,8 @@ async fn rotate_in_one_statement(
            UPDATE sessions SET last_used_at = $1 FROM spent \
            WHERE sessions.id = spent.session_id AND sessions.revoked_at IS NULL \
              AND sessions.expires_at > $1 AND sessions.last_used_at > $3 \
+             AND sessions.credential_version = \
+               (SELECT credential_version FROM users WHERE users.id = sessions.user_id) \
            RETURNING sessions.*), \
          stored AS (\
            INSERT INTO refresh_tokens (token_hash, session_id, created_at, used_at) \
@@ -470,19 +472,6 @@ async fn rotate_in_one_statement(
     };
     let session = session::Model::from_query_result(&row, "s_")?;
     let user = user::Model::from_query_result(&row, "u_")?;
-    if session.credential_version != user.credential_version {
-        // Opened with a credential that has changed since: it ends here.
-        revoke_where(
-            connection,
-            session::Column::Id.eq(session.id),
-            "credential_changed",
-            now,
-        )
-        .await?;
-        return Ok(Some(Rotation::CredentialChanged {
-            session_id: session.id,
-        }));
-    }
     Ok(Some(Rotation::Rotated(
         SessionRecord::from(session),
         UserRecord::from(user),

@@ -135,12 +135,12 @@ fn sigterm_drains_then_stops_the_server_cleanly() {
         .unwrap();
     wait_until_ready(port);
     register_alice(port);
+    let signalled = std::time::Instant::now();
     let killed = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let signalled = std::time::Instant::now();
     let not_ready = loop {
         let ready = exchange(port, "GET", "/ready", "application/json", "");
         if !ready.starts_with("HTTP/1.1 200") {

@@ -91,13 +91,7 @@ fn four_threads_of_authlib_auto_refresh_keep_the_session_alive() {
     register_alice(strict.port);
     let run = python(
         "authlib_refresh.py",
-        &[
-            &strict.url(),
-            "alice",
-            "tangerine lantern 42",
-            "--rounds",
-            "2",
-        ],
+        &[&strict.url(), "alice", "tangerine lantern 42"],
     );
     assert_eq!(run.status.code(), Some(1), "{}", report(&run));
     let said = String::from_utf8_lossy(&run.stdout);

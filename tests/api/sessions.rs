@@ -466,3 +466,44 @@ async fn logins_racing_a_password_change_never_keep_a_session() {
         }
     }
 }
+
+/// A spent refresh token presented after its session ended (a logout) is an
+/// ended session, not a reuse: no `refresh_reuse` event, no warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_token_of_a_logged_out_session_is_not_reported_as_reuse() {
+    let app = TestApp::spawn().await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (access, refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
+    assert_eq!(logout(&app, &access, None).await, 204);
+    for _ in 0..3 {
+        assert_invalid_grant(app.refresh(&refresh).await).await;
+    }
+    let reuses = app
+        .stored_text("SELECT COUNT(*) FROM audit_events WHERE event = 'refresh_reuse'")
+        .await;
+    assert_eq!(reuses.trim(), "0");
+}
+
+/// A session whose account's credential changed behind it (as a password
+/// change racing its login would leave it) refreshes nothing, on the first
+/// presentation or any repeat within the grace window, and is revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_older_than_its_accounts_credential_never_refreshes() {
+    let app = TestApp::spawn().await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (access, refresh) = app.token_pair("alice", ALICE_PASSWORD).await;
+    app.execute(
+        "UPDATE users SET credential_version = credential_version + 1 WHERE username = 'alice'",
+    )
+    .await;
+    for _ in 0..3 {
+        assert_invalid_grant(app.refresh(&refresh).await).await;
+    }
+    assert_eq!(app.get_resource(&access).await.status(), 401);
+    let revoked = app
+        .stored_text("SELECT revoked_reason FROM sessions WHERE revoked_at IS NOT NULL")
+        .await;
+    assert_eq!(revoked.trim(), "credential_changed");
+}
