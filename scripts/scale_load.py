@@ -411,11 +411,11 @@ def straggle(instance, since, outcome):
         connection.putheader("content-type", FORM["content-type"])
         connection.putheader("content-length", str(len(body)))
         connection.endheaders(body[:5])
-        time.sleep(max(0.0, since + SHUTDOWN_DELAY_SECONDS + 0.5 - time.monotonic()))
+        time.sleep(max(0.0, since + SHUTDOWN_DELAY_SECONDS + 1.0 - time.monotonic()))
         try:
             socket.create_connection(("127.0.0.1", instance.port), timeout=1).close()
             outcome.append(f"nothing to show: the listener was still open "
-                           f"{SHUTDOWN_DELAY_SECONDS + 0.5} s after SIGTERM")
+                           f"{SHUTDOWN_DELAY_SECONDS + 1.0} s after SIGTERM")
             return
         except ConnectionRefusedError:
             pass
