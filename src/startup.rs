@@ -249,6 +249,16 @@ async fn build_parts(
             "listening on every interface with neither LATCHKEY_ISSUER nor LATCHKEY_PUBLIC_URL set: tokens and discovery name {}; set LATCHKEY_PUBLIC_URL to the URL clients use",
             settings.issuer()
         );
+    } else if settings.server.issuer.is_none()
+        && settings.mail.public_url.is_none()
+        && !settings.server.trusted_proxies.as_slice().is_empty()
+    {
+        // Behind a balancer, instances named after their own listen address
+        // refuse each other's tokens.
+        tracing::warn!(
+            issuer = %settings.issuer(),
+            "behind a proxy (LATCHKEY_TRUSTED_PROXIES is set) with neither LATCHKEY_ISSUER nor LATCHKEY_PUBLIC_URL: tokens name this instance's listen address, so other instances refuse them; set LATCHKEY_PUBLIC_URL to the URL clients use"
+        );
     }
     let throttle_policy = throttle_policy(&settings.throttle);
     if !throttle_policy.enabled {

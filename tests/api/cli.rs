@@ -525,3 +525,32 @@ fn request_spans_are_exported_over_otlp_continuing_the_callers_trace() {
     assert_eq!(span["attributes"]["path"], "/health", "{span}");
     assert_eq!(span["attributes"]["method"], "GET", "{span}");
 }
+
+/// Behind a proxy without a public URL, instances would refuse each other's
+/// tokens: start-up says so, naming the setting.
+#[test]
+fn a_proxied_instance_without_a_public_url_is_warned_about() {
+    let directory = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = latchkey(directory.path())
+        .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8")
+        .env("LATCHKEY_SHUTDOWN_DELAY_SECONDS", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_ready(port);
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let stderr = server.stderr.take().unwrap();
+    let _ = server.wait();
+    let logs = std::io::read_to_string(stderr).unwrap();
+    assert!(
+        logs.contains("WARN") && logs.contains("set LATCHKEY_PUBLIC_URL"),
+        "{logs}"
+    );
+}
