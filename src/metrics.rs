@@ -149,11 +149,8 @@ impl Metrics {
     }
 
     pub fn login(&self, outcome: LoginOutcome) {
-        let index = LoginOutcome::ALL
-            .iter()
-            .position(|candidate| *candidate == outcome)
-            .unwrap_or_default();
-        self.logins[index].increment(1);
+        // `ALL` lists the outcomes in declaration order.
+        self.logins[outcome as usize].increment(1);
     }
 
     /// The two hashing histograms, for the hashing threads.

@@ -136,11 +136,7 @@ fn sigterm_drains_then_stops_the_server_cleanly() {
     wait_until_ready(port);
     register_alice(port);
     let signalled = std::time::Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    terminate(&server);
     let not_ready = loop {
         let ready = exchange(port, "GET", "/ready", "application/json", "");
         if !ready.starts_with("HTTP/1.1 200") {
@@ -256,6 +252,15 @@ pub(crate) fn register_alice(port: u16) {
         r#"{"username":"alice","email":"alice@example.com","password":"tangerine lantern 42"}"#,
     );
     assert!(registered.starts_with("HTTP/1.1 200"), "{registered}");
+}
+
+/// Sends SIGTERM, as an orchestrator stopping the server would.
+fn terminate(server: &std::process::Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
 }
 
 pub(crate) fn free_port() -> u16 {
@@ -402,11 +407,7 @@ fn requests_are_logged_at_info_without_secrets() {
         "username=alice&password=not+her+secret+77",
     );
     assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    terminate(&server);
     let output = server.wait_with_output().unwrap();
     let logs = String::from_utf8(output.stderr).unwrap();
     let lines: Vec<serde_json::Value> = logs
@@ -541,11 +542,7 @@ fn a_proxied_instance_without_a_public_url_is_warned_about() {
         .spawn()
         .unwrap();
     wait_until_ready(port);
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    terminate(&server);
     let stderr = server.stderr.take().unwrap();
     let _ = server.wait();
     let logs = std::io::read_to_string(stderr).unwrap();
