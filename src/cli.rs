@@ -9,7 +9,7 @@ use secrecy::SecretString;
 
 use std::sync::Arc;
 
-use crate::auth::{Actor, Auth, ClientContext, Keyring, import_origin_users};
+use crate::auth::{Actor, Auth, ClientContext, Keyring, NewClient, import_origin_users};
 use crate::clock::SystemClock;
 use crate::config::{Settings, mask_url_password};
 use crate::startup::{Application, build_auth};
@@ -160,7 +160,31 @@ enum KeysCommand {
 #[derive(Debug, Subcommand)]
 enum ClientsCommand {
     /// Create a client; its secret is printed once and stored only hashed.
-    Create { name: String },
+    /// Without redirect URIs it is a machine client (client credentials,
+    /// introspection); with them, an application signing users in through
+    /// `/authorize`.
+    Create {
+        name: String,
+        /// A redirect URI, matched exactly; repeat for several.
+        #[arg(long = "redirect-uri", num_args = 1..)]
+        redirect_uris: Vec<String>,
+        /// Where RP-initiated logout may send the browser after; repeat for several.
+        #[arg(long = "post-logout-redirect-uri", num_args = 1..)]
+        post_logout_redirect_uris: Vec<String>,
+        /// A browser or native app: no secret, PKCE required.
+        #[arg(long)]
+        public: bool,
+        /// One of your own apps: users are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
+        /// The scopes it may ask for (default for apps: all of openid,
+        /// profile, email, offline_access; for machine clients: the scopes
+        /// its tokens carry).
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// List clients (never their secrets).
+    List,
 }
 
 pub fn run() -> ExitCode {
@@ -195,9 +219,7 @@ pub fn run() -> ExitCode {
             Command::Users(command) => users(settings, command).await,
             Command::Audit { user, limit } => audit(settings, &user, limit).await,
             Command::Keys(command) => keys(settings, command).await,
-            Command::Clients(ClientsCommand::Create { name }) => {
-                create_client(settings, &name).await
-            }
+            Command::Clients(command) => clients(settings, command).await,
             Command::Outbox(command) => outbox(settings, command).await,
             Command::ApiKeys(command) => api_keys(settings, command).await,
             Command::Roles(command) => roles(settings, command).await,
@@ -490,15 +512,63 @@ async fn roles(settings: Settings, command: RolesCommand) -> CommandResult {
     Ok(())
 }
 
-async fn create_client(settings: Settings, name: &str) -> CommandResult {
+async fn clients(settings: Settings, command: ClientsCommand) -> CommandResult {
     let auth = build_auth(&settings, Arc::new(SystemClock)).await?;
-    let client = auth.create_client(name).await?;
-    println!("client_id: {}", client.id);
-    println!(
-        "client_secret: {}",
-        secrecy::ExposeSecret::expose_secret(&client.secret)
-    );
-    println!("(the secret is shown only now; it is stored hashed)");
+    match command {
+        ClientsCommand::Create {
+            name,
+            redirect_uris,
+            post_logout_redirect_uris,
+            public,
+            first_party,
+            scopes,
+        } => {
+            if public && redirect_uris.is_empty() {
+                return Err("a public client needs at least one --redirect-uri".into());
+            }
+            let new = NewClient {
+                name,
+                redirect_uris,
+                post_logout_redirect_uris,
+                public,
+                first_party,
+                scopes: scopes
+                    .iter()
+                    .flat_map(|scope| scope.split_whitespace())
+                    .map(str::to_owned)
+                    .collect(),
+            };
+            let client = auth.create_oidc_client(&new).await?;
+            println!("client_id: {}", client.id);
+            match &client.secret {
+                Some(secret) => {
+                    println!(
+                        "client_secret: {}",
+                        secrecy::ExposeSecret::expose_secret(secret)
+                    );
+                    println!("(the secret is shown only now; it is stored hashed)");
+                }
+                None => println!("(a public client: no secret; PKCE is required)"),
+            }
+        }
+        ClientsCommand::List => {
+            for client in auth.list_clients().await? {
+                let kind = match (client.redirect_uris.is_empty(), client.public) {
+                    (true, _) => "machine",
+                    (false, true) => "public",
+                    (false, false) => "confidential",
+                };
+                println!(
+                    "{}\t{}\t{kind}{}\t{}\t{}",
+                    client.id,
+                    client.name,
+                    if client.first_party { ",first-party" } else { "" },
+                    client.redirect_uris.join(" "),
+                    client.scopes.join(" "),
+                );
+            }
+        }
+    }
     Ok(())
 }
 

@@ -110,6 +110,7 @@ impl Application {
                 .metrics_token
                 .as_ref()
                 .map(|token| Arc::new(token.secret().clone())),
+            ui: Arc::new(ui(&settings)?),
         };
         let request_timeout = std::time::Duration::from_secs(server.request_timeout_seconds.get());
         Ok(Self {
@@ -612,4 +613,19 @@ async fn shutdown_signal() -> Stop {
         () = interrupt => Stop::Interrupt,
         () = terminate => Stop::Terminate,
     }
+}
+
+/// The hosted pages' branding and messages.
+fn ui(settings: &Settings) -> Result<http::Ui, StartupError> {
+    let messages = http::Messages::load(settings.ui.ui_messages.as_deref())
+        .map_err(|problem| StartupError::Setting(format!("LATCHKEY_UI_MESSAGES: {problem}")))?;
+    Ok(http::Ui {
+        product: settings.mail.product_name.clone(),
+        logo_url: settings.ui.logo_url.as_ref().map(ToString::to_string),
+        accent: settings.ui.accent_color.to_ascii_lowercase(),
+        messages,
+        secure: settings.issuer().starts_with("https://"),
+        email_sign_in: matches!(settings.mail.email_sign_in, crate::config::Switch::On),
+        min_password_chars: settings.passwords.password_min_length.get() as usize,
+    })
 }

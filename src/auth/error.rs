@@ -17,6 +17,10 @@ pub struct FieldProblem {
 pub enum AuthError {
     #[error("the request has invalid fields")]
     Invalid(Vec<FieldProblem>),
+    #[error("{0}")]
+    ClientSettings(&'static str),
+    #[error("a requested scope is not allowed for this client")]
+    InvalidScope,
     #[error("Username already registered")]
     UsernameTaken,
     #[error("Email already registered")]

@@ -19,6 +19,7 @@ mod keys;
 mod login;
 mod mfa;
 mod oauth;
+mod oidc;
 mod operations;
 mod passkeys;
 mod register;
@@ -56,6 +57,11 @@ pub use keys::{KeyError, Keyring, PublicJwk};
 pub use login::LoginOutcome;
 pub use mfa::{SecondFactor, TotpEnrolment};
 pub use oauth::{CreatedClient, Introspection};
+pub use oidc::{
+    AuthorizationRequest, AuthorizeError, BrowserSession, ClientCredentials, CodeTokens,
+    GivenConsent, LogoutHint, MachineToken, NewClient, Prompt, RedirectError, SUPPORTED_SCOPES,
+    valid_redirect_uri,
+};
 pub use operations::ProviderMetadata;
 pub use passkeys::{PasskeySummary, Reauthentication, RelyingParty};
 pub use register::Registration;

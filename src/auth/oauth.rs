@@ -3,9 +3,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::store::ClientRecord;
-
-use super::secrets::{hash_secret, hashes_match, new_secret};
+use super::secrets::{hash_secret, hashes_match};
 use super::{AccessClaims, Auth, AuthError};
 
 /// What introspection may say about a token.
@@ -18,7 +16,8 @@ pub enum Introspection {
 pub struct CreatedClient {
     pub id: String,
     pub name: String,
-    pub secret: SecretString,
+    /// None for a public client.
+    pub secret: Option<SecretString>,
 }
 
 impl Auth {
@@ -59,7 +58,10 @@ impl Auth {
             Ok(_) => Ok(Introspection::Active(Box::new(
                 self.verify_access_token(token)?,
             ))),
-            Err(AuthError::InvalidToken) => Ok(Introspection::Inactive),
+            Err(AuthError::InvalidToken) => Ok(match self.machine_claims(token).await {
+                Some(claims) => Introspection::Active(Box::new(claims)),
+                None => Introspection::Inactive,
+            }),
             Err(error) => Err(error),
         }
     }
@@ -87,25 +89,5 @@ impl Auth {
         } else {
             Err(AuthError::InvalidClient)
         }
-    }
-
-    #[tracing::instrument(level = "info", skip_all)]
-    pub async fn create_client(&self, name: &str) -> Result<CreatedClient, AuthError> {
-        let (id_secret, _) = new_secret()?;
-        let id = format!("client_{}", &id_secret.expose_secret()[..16]);
-        let (secret, secret_hash) = new_secret()?;
-        self.store
-            .insert_client(&ClientRecord {
-                id: id.clone(),
-                name: name.to_owned(),
-                secret_hash,
-                created_at: self.clock.now(),
-            })
-            .await?;
-        Ok(CreatedClient {
-            id,
-            name: name.to_owned(),
-            secret,
-        })
     }
 }

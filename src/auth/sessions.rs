@@ -58,9 +58,30 @@ impl Auth {
         methods: &super::AuthMethods,
         context: &ClientContext,
     ) -> Result<TokenPair, AuthError> {
+        self.open_client_session(
+            Uuid::now_v7(),
+            user,
+            email_verified,
+            methods,
+            context,
+            None,
+        )
+        .await
+    }
+
+    /// [`Self::open_session`] with the id chosen, for a client of
+    /// `/authorize` when `client` (its id and granted scopes) is given.
+    pub(crate) async fn open_client_session(
+        &self,
+        session_id: Uuid,
+        user: &UserRecord,
+        email_verified: bool,
+        methods: &super::AuthMethods,
+        context: &ClientContext,
+        client: Option<(&str, &str)>,
+    ) -> Result<TokenPair, AuthError> {
         let (user_id, credential_version) = (user.id, user.credential_version);
         let now = self.clock.now();
-        let session_id = Uuid::now_v7();
         let (refresh_token, refresh_hash) = new_secret()?;
         let user_agent = context
             .user_agent
@@ -77,6 +98,7 @@ impl Auth {
                 refresh_token_hash: &refresh_hash,
                 credential_version,
                 amr: &methods.stored(),
+                client,
             })
             .await
             .map_err(|error| match error {
@@ -93,6 +115,7 @@ impl Auth {
             super::tokens::Grants {
                 roles: &user.roles,
                 app_metadata: user.app_metadata.as_deref(),
+                client,
             },
         )?;
         Ok(TokenPair {
@@ -175,6 +198,7 @@ impl Auth {
             super::tokens::Grants {
                 roles: &user.roles,
                 app_metadata: user.app_metadata.as_deref(),
+                client: session.client_id.as_deref().zip(session.scope.as_deref()),
             },
         )?;
         Ok(TokenPair {

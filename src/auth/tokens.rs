@@ -196,6 +196,9 @@ pub struct Grants<'a> {
     pub roles: &'a [String],
     /// A JSON object, as stored.
     pub app_metadata: Option<&'a str>,
+    /// For a session opened through `/authorize`: the client and the scopes
+    /// it was granted, as the `client_id` and `scope` claims (RFC 9068).
+    pub client: Option<(&'a str, &'a str)>,
 }
 
 impl TokenService {
@@ -302,6 +305,10 @@ impl TokenService {
         {
             extra.insert(self.metadata_claim.clone(), metadata);
         }
+        if let Some((client_id, scope)) = grants.client {
+            extra.insert("client_id".to_owned(), client_id.into());
+            extra.insert("scope".to_owned(), scope.into());
+        }
         let (iss, aud, sub, uid) = if self.origin_shaped {
             (
                 String::new(),
@@ -344,6 +351,50 @@ impl TokenService {
             access_token,
             expires_in: self.lifetime.num_seconds(),
         })
+    }
+
+    /// Signs any claims with the current key, `typ` in the header (ID
+    /// tokens are `JWT`, machine access tokens `at+jwt`).
+    pub fn sign(&self, typ: &str, claims: &impl Serialize) -> Result<String, TokenError> {
+        let keyring = self.keyring();
+        let signing = &keyring.signing;
+        let mut header = Header::new(signing.algorithm);
+        header.typ = Some(typ.to_owned());
+        header.kid = Some(signing.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &signing.key)?)
+    }
+
+    /// A token this issuer signed with a key it still holds, whatever its
+    /// type and however long ago it expired: for an `id_token_hint`, which
+    /// names who is signing out, and never grants anything.
+    pub fn verify_own(&self, token: &str) -> Result<serde_json::Value, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Rejected("too long"));
+        }
+        if self.origin_shaped {
+            return Err(TokenError::Rejected("no ID tokens in SECRET_KEY mode"));
+        }
+        let header = jsonwebtoken::decode_header(token)?;
+        if names_critical_extensions(token) {
+            return Err(TokenError::Rejected("critical header extension"));
+        }
+        let kid = header.kid.ok_or(TokenError::Rejected("no kid"))?;
+        let keyring = self.keyring();
+        let key = keyring
+            .verifying
+            .get(&kid)
+            .ok_or(TokenError::Rejected("unknown kid"))?;
+        let mut validation = Validation::new(key.algorithm);
+        validation.set_issuer(&[&self.issuer]);
+        validation.validate_aud = false;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_required_spec_claims(&["iss", "sub"]);
+        Ok(jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &validation)?.claims)
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
     }
 
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 pub use sections::{
     DatabaseSettings, LogSettings, MailSettings, PasskeySettings, PasswordSettings, ServerSettings,
-    SessionSettings, ThrottleSettings, TokenSettings, WebhookSettings,
+    SessionSettings, ThrottleSettings, TokenSettings, UiSettings, WebhookSettings,
 };
 pub use values::{
     Bounded, DatabaseKind, DatabaseUrl, EncryptionKey, ForwardedHeader, Issuer, LogFormat,
@@ -43,6 +43,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub passkeys: PasskeySettings,
     pub webhooks: WebhookSettings,
+    pub ui: UiSettings,
 }
 
 /// A configuration problem, worded as one line that names the setting.
@@ -94,6 +95,7 @@ impl Settings {
             mail: extract(figment)?,
             passkeys: extract(figment)?,
             webhooks: extract(figment)?,
+            ui: extract(figment)?,
         };
         settings.check()?;
         Ok(settings)
@@ -120,11 +122,12 @@ impl Settings {
         self.tokens.check()?;
         self.passwords.check()?;
         self.throttle.check()?;
-        self.mail.check()
+        self.mail.check()?;
+        self.ui.check()
     }
 
     /// Each section as a JSON object of its keys, secrets already masked.
-    fn sections(&self) -> [(&'static str, serde_json::Value); 10] {
+    fn sections(&self) -> [(&'static str, serde_json::Value); 11] {
         [
             ("server", as_json(&self.server)),
             ("database", as_json(&self.database)),
@@ -136,6 +139,7 @@ impl Settings {
             ("mail", as_json(&self.mail)),
             ("passkeys", as_json(&self.passkeys)),
             ("webhooks", as_json(&self.webhooks)),
+            ("ui", as_json(&self.ui)),
         ]
     }
 

@@ -448,3 +448,47 @@ impl MailSettings {
         Ok(())
     }
 }
+
+/// The hosted pages: branding and their text.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct UiSettings {
+    /// An `https:` (or same-origin) URL of the logo shown above every page.
+    pub logo_url: Option<url::Url>,
+    /// The accent colour of buttons and links, `#rrggbb`.
+    pub accent_color: String,
+    /// A TOML file of page messages (`key = "text"`) replacing the built-in
+    /// English ones: a translation, or your own wording. Read at start.
+    pub ui_messages: Option<PathBuf>,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        Self {
+            logo_url: None,
+            accent_color: "#3b5bdb".to_owned(),
+            ui_messages: None,
+        }
+    }
+}
+
+impl UiSettings {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        let colour = self.accent_color.as_bytes();
+        if colour.len() != 7 || colour[0] != b'#' || !colour[1..].iter().all(u8::is_ascii_hexdigit) {
+            return Err(ConfigError::setting(
+                "LATCHKEY_ACCENT_COLOR",
+                "must be a colour written #rrggbb",
+            ));
+        }
+        if let Some(logo) = &self.logo_url
+            && !matches!(logo.scheme(), "https" | "http")
+        {
+            return Err(ConfigError::setting(
+                "LATCHKEY_LOGO_URL",
+                "must be an https: URL",
+            ));
+        }
+        Ok(())
+    }
+}

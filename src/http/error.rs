@@ -217,7 +217,9 @@ impl From<AuthError> for ApiError {
             | AuthError::TotpNotEnabled
             | AuthError::PasskeyRejected
             | AuthError::TooManyPasskeys
-            | AuthError::NoPasskey => Self::BadRequest(error.to_string()),
+            | AuthError::NoPasskey
+            | AuthError::ClientSettings(_)
+            | AuthError::InvalidScope => Self::BadRequest(error.to_string()),
             AuthError::RoleExists => Self::Conflict(error.to_string()),
             AuthError::UserNotFound | AuthError::WebhookNotFound => {
                 Self::NotFoundDetail(error.to_string())

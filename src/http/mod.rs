@@ -17,6 +17,7 @@ mod mfa;
 mod oauth;
 mod ops;
 mod origin;
+mod pages;
 mod passkeys;
 mod serve;
 mod sessions;
@@ -43,6 +44,7 @@ pub use client_ip::{ForwardingHeader, TrustedProxies};
 pub use error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
 use error::{Panicked, ServerFault, log_server_faults};
 pub use serve::serve;
+pub use pages::{Messages, Ui};
 pub use state::AppState;
 
 /// Request bodies past this size get 413.
@@ -66,7 +68,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .split_for_parts();
     let cors = cors(&state.cors_origins);
     let routes = with_edge(
-        routes.merge(docs::router(openapi)),
+        routes.merge(docs::router(openapi)).merge(pages::router()),
         request_timeout,
         Arc::clone(state.auth.metrics()),
     );

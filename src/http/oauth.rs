@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorDetail, MfaRequired, ServerFault, attach, retry_after_seconds};
-use super::extract::{Client, CurrentUser, FORM, media_type, read_body};
+use super::extract::{Client, FORM, bearer_token, media_type, read_body};
 use super::origin::{TokenResponse, no_store};
 use super::state::AppState;
 use super::throttle::{Other, Throttled, admit};
@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(token))
         .routes(routes!(revoke))
         .routes(routes!(introspect))
-        .routes(routes!(userinfo))
+        .routes(routes!(userinfo, userinfo_post))
         .routes(routes!(discovery))
 }
 
@@ -40,8 +40,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 #[derive(ToSchema)]
 pub struct TokenForm {
-    /// `password` or `refresh_token`.
-    #[schema(pattern = "^(password|refresh_token)$", example = "refresh_token")]
+    /// `password`, `refresh_token`, `authorization_code` or `client_credentials`.
+    #[schema(pattern = "^(password|refresh_token|authorization_code|client_credentials)$", example = "refresh_token")]
     grant_type: String,
     /// With `password`: the username or email.
     username: Option<String>,
@@ -50,8 +50,19 @@ pub struct TokenForm {
     password: Option<String>,
     /// With `refresh_token`.
     refresh_token: Option<String>,
-    /// Accepted and ignored.
+    /// With `client_credentials`: the scopes wanted (default: all the client's); otherwise ignored.
     scope: Option<String>,
+    /// With `authorization_code`: the code from `/authorize`.
+    code: Option<String>,
+    /// With `authorization_code`: exactly as sent to `/authorize`.
+    redirect_uri: Option<String>,
+    /// With `authorization_code`: the PKCE verifier.
+    code_verifier: Option<String>,
+    /// A public client's id (confidential clients may send it with `client_secret`, or use HTTP Basic).
+    client_id: Option<String>,
+    /// `client_secret_post`.
+    #[schema(format = Password)]
+    client_secret: Option<String>,
 }
 
 /// A token to revoke (RFC 7009) or introspect (RFC 7662).
@@ -112,6 +123,7 @@ impl OAuthError {
                 Self::new("invalid_grant", "Incorrect username or password")
             }
             AuthError::InvalidGrant(reason) => Self::new("invalid_grant", reason),
+            AuthError::InvalidScope => Self::new("invalid_scope", "a requested scope is not allowed for this client"),
             AuthError::EmailNotVerified => Self::new("invalid_grant", "Email not verified"),
             AuthError::MfaRequired { mfa_token, methods } => Self {
                 mfa: Some(Box::new(MfaRequired::new(&mfa_token, methods))),
@@ -211,25 +223,34 @@ impl OAuthForm {
     }
 }
 
-/// Exchange credentials or a refresh token for tokens.
+/// Exchange credentials, a refresh token or an authorization code for tokens.
 ///
-/// Form fields: `grant_type=password` with `username` and `password` (and an
-/// optional `scope`), or `grant_type=refresh_token` with `refresh_token`.
-/// Each refresh token works once; presenting a spent one ends its session.
+/// Form fields: `grant_type=password` with `username` and `password`;
+/// `grant_type=refresh_token` with `refresh_token` (each works once;
+/// presenting a spent one ends its session); `grant_type=authorization_code`
+/// with `code`, `redirect_uri`, `code_verifier` and the client (HTTP Basic,
+/// `client_secret_post`, or `client_id` alone for a public client), answered
+/// with an `id_token` for the `openid` scope; `grant_type=client_credentials`
+/// for a confidential client, answered with a token naming the client.
 #[utoipa::path(post, path = "/oauth/token", tag = "oauth",
     request_body(content_type = "application/x-www-form-urlencoded", content = TokenForm),
     responses(
         (status = 200, description = "Tokens", body = TokenResponse),
         (status = 400, description = "RFC 6749 error", body = OAuthError),
+        (status = 401, description = "Client authentication failed", body = OAuthError),
         (status = 403, description = "Password grant for an account with a second factor: `mfa_required`, with an `mfa_token` for `/login/mfa`", body = MfaRequired),
         (status = 503, description = "Password hashing at capacity, or the database is unreachable; retry", body = OAuthError),
     ))]
 async fn token(
     State(state): State<AppState>,
     Client(client): Client,
+    headers: HeaderMap,
     mut form: OAuthForm,
 ) -> Result<Response, OAuthError> {
     let grant_type = form.required("grant_type")?;
+    if matches!(grant_type.as_str(), "authorization_code" | "client_credentials") {
+        return client_grant(&state, &client, &headers, &grant_type, form).await;
+    }
     let group = match grant_type.as_str() {
         "refresh_token" => RouteGroup::Refresh,
         _ => RouteGroup::Login,
@@ -254,12 +275,97 @@ async fn token(
         _ => {
             return Err(OAuthError::new(
                 "unsupported_grant_type",
-                "grant_type must be password or refresh_token",
+                "grant_type must be password, refresh_token, authorization_code or client_credentials",
             ));
         }
     };
     let pair = pair.map_err(OAuthError::from_auth)?;
     Ok(no_store(Json(TokenResponse::from(pair))))
+}
+
+/// The grants a client makes for itself: the code exchange and client credentials.
+async fn client_grant(
+    state: &AppState,
+    client: &crate::auth::ClientContext,
+    headers: &HeaderMap,
+    grant_type: &str,
+    mut form: OAuthForm,
+) -> Result<Response, OAuthError> {
+    if let Err(ApiError::Throttled(wait)) = admit(state, RouteGroup::Other, client).await {
+        return Err(OAuthError::throttled(wait));
+    }
+    let credentials = client_credentials(headers, &mut form)?;
+    if grant_type == "client_credentials" {
+        let scope = form.0.remove("scope");
+        let token = state
+            .auth
+            .client_credentials(&credentials, scope.as_deref())
+            .await
+            .map_err(OAuthError::from_auth)?;
+        let mut body = json!({
+            "access_token": token.access_token,
+            "token_type": "Bearer",
+            "expires_in": token.expires_in,
+        });
+        if !token.scope.is_empty() {
+            body["scope"] = json!(token.scope);
+        }
+        return Ok(no_store(Json(body)));
+    }
+    let code = SecretString::from(form.required("code")?);
+    let redirect_uri = form.0.remove("redirect_uri");
+    let verifier = form.0.remove("code_verifier");
+    let issued = state
+        .auth
+        .exchange_code(
+            &code,
+            &credentials,
+            redirect_uri.as_deref(),
+            verifier.as_deref(),
+            client,
+        )
+        .await
+        .map_err(OAuthError::from_auth)?;
+    let mut body = json!({
+        "access_token": issued.tokens.access.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.tokens.access.expires_in,
+        "scope": issued.scope,
+    });
+    if issued.refresh {
+        body["refresh_token"] = json!(secrecy::ExposeSecret::expose_secret(&issued.tokens.refresh_token));
+    }
+    if let Some(id_token) = issued.id_token {
+        body["id_token"] = json!(id_token);
+    }
+    Ok(no_store(Json(body)))
+}
+
+/// The client's id and secret: HTTP Basic, or `client_id` and
+/// `client_secret` in the form (never both), or `client_id` alone.
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &mut OAuthForm,
+) -> Result<crate::auth::ClientCredentials, OAuthError> {
+    let posted_id = form.0.remove("client_id").filter(|id| !id.is_empty());
+    let posted_secret = form.0.remove("client_secret").filter(|s| !s.is_empty());
+    if headers.contains_key(header::AUTHORIZATION) {
+        let (id, secret) = basic_credentials(headers)
+            .ok_or_else(|| OAuthError::from_auth(AuthError::InvalidClient))?;
+        if posted_secret.is_some() || posted_id.as_ref().is_some_and(|posted| *posted != id) {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method",
+            ));
+        }
+        return Ok(crate::auth::ClientCredentials {
+            id: Some(id),
+            secret: Some(secret),
+        });
+    }
+    Ok(crate::auth::ClientCredentials {
+        id: posted_id,
+        secret: posted_secret,
+    })
 }
 
 /// Revoke the session of an access or refresh token (RFC 7009). Always 200 for a well-formed request.
@@ -345,12 +451,16 @@ fn form_decoded(text: &str) -> Option<String> {
         .map(std::borrow::Cow::into_owned)
 }
 
+/// Claims about the caller: `sub` always; `preferred_username`, `name`,
+/// `locale` and `updated_at` with the `profile` scope; `email` and
+/// `email_verified` with `email`. A token from the password grant has every scope.
+#[allow(dead_code)]
 #[derive(Serialize, ToSchema)]
 pub struct UserInfo {
     sub: String,
-    preferred_username: String,
-    email: String,
-    email_verified: bool,
+    preferred_username: Option<String>,
+    email: Option<String>,
+    email_verified: Option<bool>,
 }
 
 /// OpenID Connect userinfo for the bearer token's account.
@@ -361,17 +471,22 @@ pub struct UserInfo {
         (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
         (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = ErrorDetail),
     ))]
-async fn userinfo(
-    State(state): State<AppState>,
-    CurrentUser(principal): CurrentUser,
-) -> Result<Json<UserInfo>, ApiError> {
-    let account = state.auth.account(&principal).await?;
-    Ok(Json(UserInfo {
-        sub: account.id.to_string(),
-        preferred_username: account.username,
-        email: account.email,
-        email_verified: account.email_verified,
-    }))
+async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let token = bearer_token(&headers).ok_or(ApiError::NotAuthenticated)?;
+    let claims = state.auth.userinfo(token).await?;
+    Ok(no_store(Json(claims)))
+}
+
+/// `/userinfo` by POST (OpenID Connect Core section 5.3.1), the same answer.
+#[utoipa::path(post, path = "/userinfo", tag = "oauth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Claims about the caller", body = UserInfo),
+        (status = 401, description = "Not authenticated / Invalid token", body = ErrorDetail),
+        (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = ErrorDetail),
+    ))]
+async fn userinfo_post(state: State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    userinfo(state, headers).await
 }
 
 /// OpenID Provider metadata, so standard libraries need only the issuer URL.
@@ -388,14 +503,25 @@ async fn discovery(State(state): State<AppState>) -> Json<Value> {
         "revocation_endpoint": format!("{issuer}/oauth/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),
         "userinfo_endpoint": format!("{issuer}/userinfo"),
-        "grant_types_supported": ["password", "refresh_token"],
-        "response_types_supported": [],
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "end_session_endpoint": format!("{issuer}/end-session"),
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "password"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "scopes_supported": crate::auth::SUPPORTED_SCOPES,
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "subject_types_supported": ["public"],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
         "id_token_signing_alg_values_supported": [algorithm],
-        "claims_supported": ["iss", "aud", "sub", "sid", "preferred_username", "email", "email_verified", "amr", "acr", "roles", "iat", "nbf", "exp", "jti"],
+        "userinfo_signing_alg_values_supported": ["none"],
+        "authorization_response_iss_parameter_supported": true,
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "claims_supported": ["iss", "aud", "sub", "sid", "auth_time", "nonce", "at_hash", "azp", "preferred_username", "name", "locale", "updated_at", "email", "email_verified", "amr", "acr", "roles", "iat", "nbf", "exp", "jti"],
     }))
 }
 

@@ -16,4 +16,6 @@ pub struct AppState {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// The bearer token `/metrics` requires, if one is configured.
     pub metrics_token: Option<Arc<secrecy::SecretString>>,
+    /// Branding and text of the hosted pages.
+    pub ui: Arc<super::pages::Ui>,
 }

@@ -103,6 +103,10 @@ pub mod session {
         pub credential_version: i64,
         /// How the session was opened (RFC 8176 values, comma-separated).
         pub amr: Option<String>,
+        /// The OpenID client the session serves (through `/authorize`).
+        pub client_id: Option<String>,
+        /// The scopes granted to that client, space-separated.
+        pub scope: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -140,9 +144,17 @@ pub mod client {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub name: String,
-        /// SHA-256 of the secret, hex.
+        /// SHA-256 of the secret, hex; empty for a public client.
         pub secret_hash: String,
         pub created_at: DateTimeUtc,
+        /// JSON array of exact redirect URIs.
+        pub redirect_uris: Option<String>,
+        /// JSON array of exact post-logout redirect URIs.
+        pub post_logout_redirect_uris: Option<String>,
+        pub is_public: bool,
+        pub first_party: bool,
+        /// Space-separated scopes the client may ask for.
+        pub scopes: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -480,4 +492,54 @@ impl sea_orm::Related<user::Entity> for session::Entity {
             .to(user::Column::Id)
             .into()
     }
+}
+
+pub mod authorization_code {
+    use sea_orm::entity::prelude::*;
+
+    /// Only the SHA-256 of a code is stored.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "authorization_codes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub code_hash: String,
+        pub client_id: String,
+        pub user_id: Uuid,
+        pub browser_session_id: Uuid,
+        pub redirect_uri: String,
+        pub scope: String,
+        pub nonce: Option<String>,
+        pub code_challenge: Option<String>,
+        pub auth_time: DateTimeUtc,
+        pub amr: String,
+        pub created_at: DateTimeUtc,
+        pub expires_at: DateTimeUtc,
+        pub used_at: Option<DateTimeUtc>,
+        pub issued_session_id: Option<Uuid>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod consent {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "consents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub client_id: String,
+        pub scope: String,
+        pub granted_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
 }

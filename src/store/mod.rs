@@ -8,6 +8,7 @@
 mod admin;
 mod audit;
 mod clients;
+mod oidc;
 pub mod counters;
 mod email_tokens;
 mod entities;
@@ -34,6 +35,7 @@ pub use email_tokens::{EmailSwitch, EmailTokenRecord};
 pub use error::StoreError;
 pub use keys::{KeyState, SigningKeyRecord};
 pub use mfa::{ChallengeRecord, TotpRecord};
+pub use oidc::{CodeRecord, CodeUse, ConsentRecord};
 pub use outbox::{NewEmailToken, NewMail, OutboxRecord, Outgoing, Settlement};
 pub use passkeys::{CeremonyRecord, NewPasskey, PasskeyRecord};
 pub use sessions::{NewSession, Rotation, SessionRecord};

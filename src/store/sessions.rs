@@ -33,6 +33,11 @@ pub struct SessionRecord {
     pub revoked_reason: Option<String>,
     /// How it was opened: RFC 8176 method values, comma-separated.
     pub amr: Option<String>,
+    /// The OpenID client the session serves, and the scopes it was granted.
+    pub client_id: Option<String>,
+    pub scope: Option<String>,
+    /// The account's credential version when the session was opened.
+    pub credential_version: i64,
 }
 
 impl From<session::Model> for SessionRecord {
@@ -48,6 +53,9 @@ impl From<session::Model> for SessionRecord {
             revoked_at: row.revoked_at,
             revoked_reason: row.revoked_reason,
             amr: row.amr,
+            client_id: row.client_id,
+            scope: row.scope,
+            credential_version: row.credential_version,
         }
     }
 }
@@ -65,6 +73,8 @@ pub struct NewSession<'a> {
     pub credential_version: i64,
     /// How the login authenticated (RFC 8176 values, comma-separated).
     pub amr: &'a str,
+    /// For a session opened through `/authorize`: the client and its scopes.
+    pub client: Option<(&'a str, &'a str)>,
 }
 
 /// What presenting a refresh token led to.
@@ -130,6 +140,8 @@ impl Store {
                 revoked_reason: Set(None),
                 credential_version: Set(new.credential_version),
                 amr: Set(Some(new.amr.to_owned())),
+                client_id: Set(new.client.map(|(id, _)| id.to_owned())),
+                scope: Set(new.client.map(|(_, scope)| scope.to_owned())),
             })
             .exec_without_returning(&transaction)
             .await
@@ -305,6 +317,18 @@ impl Store {
             .one(&self.db)
             .await?
             .map(SessionRecord::from))
+    }
+
+    /// Marks a session used now (browser sessions have no refresh to do it).
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn touch_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
+        session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(&self.writer)
+            .await?;
+        Ok(())
     }
 
     /// The user's sessions that are neither revoked nor expired, newest first.

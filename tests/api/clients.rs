@@ -174,3 +174,75 @@ fn a_page_on_another_origin_logs_in_through_cors_in_chromium() {
     let run = python("cors_page.py", &[&server.url(), &page_port.to_string()]);
     assert!(run.status.success(), "{}", report(&run));
 }
+
+/// The hosted pages in headless Chromium with a real SMTP server: sign up
+/// and verify by the emailed link, enrol TOTP, add a passkey and sign in
+/// with it (the virtual authenticator), an authlib relying party's code
+/// flow with PKCE through the second factor and consent (it verifies the ID
+/// token from discovery alone), a password reset and an email change from
+/// their links; axe-core on every page. `LATCHKEY_UPDATE_SCREENSHOTS=1`
+/// writes the screenshots to `docs/pages/`.
+#[test]
+fn the_hosted_pages_work_end_to_end_in_chromium() {
+    let folder = clients_folder();
+    if !folder.join("node_modules/axe-core").is_dir() {
+        let installed = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&folder)
+            .output()
+            .expect("npm is needed for axe-core (see README)");
+        assert!(installed.status.success(), "npm ci: {}", report(&installed));
+    }
+    let (smtp_port, rp_port, port) = (free_port(), free_port(), free_port());
+    let base = format!("http://localhost:{port}");
+    let directory = tempfile::tempdir().unwrap();
+    let mut command = latchkey(directory.path());
+    command
+        .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LATCHKEY_ISSUER", &base)
+        .env("LATCHKEY_PUBLIC_URL", &base)
+        .env("LATCHKEY_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}?tls=none"))
+        .env("LATCHKEY_MAIL_POLL_MILLISECONDS", "100")
+        .env("LATCHKEY_PRODUCT_NAME", "Acme")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let created = run_ok(
+        directory.path(),
+        &[
+            "clients",
+            "create",
+            "Acme Notes",
+            "--redirect-uri",
+            &format!("http://127.0.0.1:{rp_port}/callback"),
+            "--public",
+        ],
+    );
+    let client_id = created
+        .lines()
+        .find_map(|line| line.strip_prefix("client_id: "))
+        .unwrap()
+        .to_owned();
+    let mut child = command.spawn().unwrap();
+    wait_until_ready(port);
+    let shots = match std::env::var("LATCHKEY_UPDATE_SCREENSHOTS") {
+        Ok(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/pages"),
+        Err(_) => directory.path().join("shots"),
+    };
+    let run = python(
+        "hosted_pages.py",
+        &[
+            &base,
+            &smtp_port.to_string(),
+            &client_id,
+            &rp_port.to_string(),
+            shots.to_str().unwrap(),
+        ],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(run.status.success(), "{}", report(&run));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("\nOK"), "{}", report(&run));
+    for page in ["sign-in", "second-factor", "consent", "account", "sign-up", "reset-password"] {
+        assert!(shots.join(format!("{page}.png")).is_file(), "no screenshot of {page}");
+    }
+}

@@ -15,6 +15,7 @@ mod import;
 mod mfa;
 mod oauth;
 mod observability;
+mod oidc;
 mod origin_contract;
 mod outage;
 mod passkeys;

@@ -129,7 +129,7 @@ async fn revoking_a_refresh_token_ends_its_session() {
 async fn introspection_needs_a_client_and_reports_liveness() {
     let app = TestApp::spawn().await;
     let client = app.auth.create_client("resource-server").await.unwrap();
-    let secret = secrecy::ExposeSecret::expose_secret(&client.secret).to_owned();
+    let secret = secrecy::ExposeSecret::expose_secret(client.secret.as_ref().unwrap()).to_owned();
     let token = app.alice_token().await;
     let introspect = |id: &str, secret: &str, token: &str| {
         app.client

@@ -16,6 +16,7 @@ mod m20261203_000006_add_email_lifecycle;
 mod m20261203_000007_add_second_factors;
 mod m20261203_000008_add_passkeys;
 mod m20261203_000009_add_admin;
+mod m20261207_000010_add_oidc;
 
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_add_second_factors::Migration),
             Box::new(m20261203_000008_add_passkeys::Migration),
             Box::new(m20261203_000009_add_admin::Migration),
+            Box::new(m20261207_000010_add_oidc::Migration),
         ]
     }
 }
