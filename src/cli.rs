@@ -562,7 +562,11 @@ async fn clients(settings: Settings, command: ClientsCommand) -> CommandResult {
                     "{}\t{}\t{kind}{}\t{}\t{}",
                     client.id,
                     client.name,
-                    if client.first_party { ",first-party" } else { "" },
+                    if client.first_party {
+                        ",first-party"
+                    } else {
+                        ""
+                    },
                     client.redirect_uris.join(" "),
                     client.scopes.join(" "),
                 );

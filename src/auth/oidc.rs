@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::store::{ClientRecord, CodeRecord, CodeUse, SessionRecord, UserRecord};
 
 use super::secrets::{hash_secret, hashes_match, new_secret};
-use super::{AuthError, AuthMethods, Auth, ClientContext, Principal, TokenPair};
+use super::{Auth, AuthError, AuthMethods, ClientContext, Principal, TokenPair};
 
 /// The scopes latchkey knows; a client may be limited to fewer.
 pub const SUPPORTED_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
@@ -167,10 +167,7 @@ pub fn valid_redirect_uri(uri: &str) -> bool {
     }
     match parsed.scheme() {
         "https" => parsed.host().is_some(),
-        "http" => matches!(
-            parsed.host_str(),
-            Some("localhost" | "127.0.0.1" | "[::1]")
-        ),
+        "http" => matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")),
         // javascript:, data: and the like must never be a redirect target.
         "javascript" | "data" | "file" | "vbscript" | "about" | "blob" => false,
         scheme => scheme.contains('.'),
@@ -255,12 +252,18 @@ impl Auth {
         let mut params: HashMap<String, String> = HashMap::new();
         let mut repeated: Vec<String> = Vec::new();
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            if params.insert(name.to_string(), value.into_owned()).is_some() {
+            if params
+                .insert(name.to_string(), value.into_owned())
+                .is_some()
+            {
                 repeated.push(name.into_owned());
             }
         }
         let page = AuthorizeError::Page;
-        if repeated.iter().any(|name| name == "client_id" || name == "redirect_uri") {
+        if repeated
+            .iter()
+            .any(|name| name == "client_id" || name == "redirect_uri")
+        {
             return Err(page("client_id or redirect_uri is repeated"));
         }
         let client_id = params
@@ -292,7 +295,10 @@ impl Auth {
         if !repeated.is_empty() {
             return Err(refuse("invalid_request", "a parameter is repeated"));
         }
-        if params.values().any(|value| value.chars().count() > MAX_PARAMETER_CHARS) {
+        if params
+            .values()
+            .any(|value| value.chars().count() > MAX_PARAMETER_CHARS)
+        {
             return Err(refuse("invalid_request", "a parameter is too long"));
         }
         if !self.oidc_available() {
@@ -321,7 +327,10 @@ impl Auth {
             .get("response_mode")
             .is_some_and(|mode| mode != "query")
         {
-            return Err(refuse("invalid_request", "only response_mode=query is supported"));
+            return Err(refuse(
+                "invalid_request",
+                "only response_mode=query is supported",
+            ));
         }
         let mut scopes: Vec<String> = Vec::new();
         for scope in params
@@ -333,7 +342,10 @@ impl Auth {
             let allowed = SUPPORTED_SCOPES.contains(&scope)
                 && (client.scopes.is_empty() || client.scopes.iter().any(|s| s == scope));
             if !allowed {
-                return Err(refuse("invalid_scope", "a scope is unknown or not allowed for this client"));
+                return Err(refuse(
+                    "invalid_scope",
+                    "a scope is unknown or not allowed for this client",
+                ));
             }
             if !scopes.iter().any(|s| s == scope) {
                 scopes.push(scope.to_owned());
@@ -360,7 +372,10 @@ impl Auth {
                 ));
             }
             (Some(_), Some(_)) => {
-                return Err(refuse("invalid_request", "code_challenge_method must be S256"));
+                return Err(refuse(
+                    "invalid_request",
+                    "code_challenge_method must be S256",
+                ));
             }
             (None, Some(_)) => {
                 return Err(refuse("invalid_request", "code_challenge is missing"));
@@ -381,7 +396,12 @@ impl Auth {
                 text.parse::<i64>()
                     .ok()
                     .filter(|age| *age >= 0)
-                    .ok_or_else(|| refuse("invalid_request", "max_age must be a whole number of seconds"))?,
+                    .ok_or_else(|| {
+                        refuse(
+                            "invalid_request",
+                            "max_age must be a whole number of seconds",
+                        )
+                    })?,
             ),
         };
         Ok(AuthorizationRequest {
@@ -398,7 +418,11 @@ impl Auth {
     }
 
     /// Whether a signed-in user must sign in again for `request`.
-    pub fn needs_fresh_sign_in(&self, request: &AuthorizationRequest, session: &BrowserSession) -> bool {
+    pub fn needs_fresh_sign_in(
+        &self,
+        request: &AuthorizationRequest,
+        session: &BrowserSession,
+    ) -> bool {
         let age = (self.clock.now() - session.auth_time).num_seconds();
         request.max_age.is_some_and(|max| age > max)
     }
@@ -418,7 +442,10 @@ impl Auth {
         let given = self.store.find_consent(user_id, &request.client.id).await?;
         Ok(!given.is_some_and(|given| {
             let granted: Vec<&str> = given.scope.split_whitespace().collect();
-            request.scopes.iter().all(|scope| granted.contains(&scope.as_str()))
+            request
+                .scopes
+                .iter()
+                .all(|scope| granted.contains(&scope.as_str()))
         }))
     }
 
@@ -437,7 +464,12 @@ impl Auth {
             }
         }
         self.store
-            .save_consent(user_id, &request.client.id, &scopes.join(" "), self.clock.now())
+            .save_consent(
+                user_id,
+                &request.client.id,
+                &scopes.join(" "),
+                self.clock.now(),
+            )
             .await?;
         Ok(())
     }
@@ -454,7 +486,11 @@ impl Auth {
             given.push(GivenConsent {
                 client_id: consent.client_id,
                 client_name,
-                scopes: consent.scope.split_whitespace().map(str::to_owned).collect(),
+                scopes: consent
+                    .scope
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
                 granted_at: consent.granted_at,
             });
         }
@@ -528,7 +564,9 @@ impl Auth {
             }
         };
         if record.client_id != client.id {
-            return Err(AuthError::InvalidGrant("the code was issued to another client"));
+            return Err(AuthError::InvalidGrant(
+                "the code was issued to another client",
+            ));
         }
         if redirect_uri != Some(record.redirect_uri.as_str()) {
             return Err(AuthError::InvalidGrant(
@@ -541,7 +579,11 @@ impl Auth {
                     return Err(AuthError::InvalidGrant("code_verifier does not match"));
                 }
             }
-            (Some(_), _) => return Err(AuthError::InvalidGrant("code_verifier is missing or malformed")),
+            (Some(_), _) => {
+                return Err(AuthError::InvalidGrant(
+                    "code_verifier is missing or malformed",
+                ));
+            }
             (None, Some(_)) => {
                 return Err(AuthError::InvalidGrant(
                     "code_verifier given for a code issued without a challenge",
@@ -554,10 +596,14 @@ impl Auth {
             .find_user_by_id(record.user_id)
             .await?
             .filter(|user| !user.disabled)
-            .ok_or(AuthError::InvalidGrant("the account is no longer available"))?;
+            .ok_or(AuthError::InvalidGrant(
+                "the account is no longer available",
+            ))?;
         let browser = self.store.find_session(record.browser_session_id).await?;
-        if !browser.is_some_and(|session| session.revoked_at.is_none()) {
-            return Err(AuthError::InvalidGrant("the sign-in behind the code has ended"));
+        if browser.is_none_or(|session| session.revoked_at.is_some()) {
+            return Err(AuthError::InvalidGrant(
+                "the sign-in behind the code has ended",
+            ));
         }
         let methods = AuthMethods::parse(Some(&record.amr));
         let tokens = self
@@ -612,10 +658,7 @@ impl Auth {
         }
         let scopes: Vec<&str> = code.scope.split_whitespace().collect();
         user_claims(&mut claims, user, &scopes);
-        Ok(self
-            .tokens
-            .sign("JWT", &claims)
-            .map_err(AuthError::Signing)?)
+        self.tokens.sign("JWT", &claims).map_err(AuthError::Signing)
     }
 
     /// `/userinfo` for a bearer token: what its scopes allow (every claim for
@@ -680,7 +723,10 @@ impl Auth {
             "exp": now + lifetime,
             "jti": Uuid::now_v7().to_string(),
         });
-        let access_token = self.tokens.sign("at+jwt", &claims).map_err(AuthError::Signing)?;
+        let access_token = self
+            .tokens
+            .sign("at+jwt", &claims)
+            .map_err(AuthError::Signing)?;
         Ok(MachineToken {
             access_token,
             expires_in: lifetime,
@@ -745,14 +791,27 @@ impl Auth {
         &self,
         new: &NewClient,
     ) -> Result<super::CreatedClient, AuthError> {
-        for uri in new.redirect_uris.iter().chain(&new.post_logout_redirect_uris) {
+        for uri in new
+            .redirect_uris
+            .iter()
+            .chain(&new.post_logout_redirect_uris)
+        {
             if !valid_redirect_uri(uri) {
-                return Err(AuthError::ClientSettings("must be an absolute https URI (http only on localhost), without a fragment"));
+                return Err(AuthError::ClientSettings(
+                    "must be an absolute https URI (http only on localhost), without a fragment",
+                ));
             }
         }
         for scope in &new.scopes {
-            if scope.is_empty() || scope.len() > 64 || !scope.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') {
-                return Err(AuthError::ClientSettings("a scope is one word of printable ASCII"));
+            if scope.is_empty()
+                || scope.len() > 64
+                || !scope
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+            {
+                return Err(AuthError::ClientSettings(
+                    "a scope is one word of printable ASCII",
+                ));
             }
         }
         if new.name.trim().is_empty() || new.name.chars().count() > 128 {
@@ -765,7 +824,11 @@ impl Auth {
             .insert_client(&ClientRecord {
                 id: id.clone(),
                 name: new.name.clone(),
-                secret_hash: if new.public { String::new() } else { secret_hash },
+                secret_hash: if new.public {
+                    String::new()
+                } else {
+                    secret_hash
+                },
                 created_at: self.clock.now(),
                 redirect_uris: new.redirect_uris.clone(),
                 post_logout_redirect_uris: new.post_logout_redirect_uris.clone(),
@@ -871,14 +934,20 @@ impl Auth {
 
     pub fn form_token_matches(&self, anchor: &str, presented: &str) -> bool {
         !anchor.is_empty()
-            && bool::from(self.form_token(anchor).as_bytes().ct_eq(presented.as_bytes()))
+            && bool::from(
+                self.form_token(anchor)
+                    .as_bytes()
+                    .ct_eq(presented.as_bytes()),
+            )
     }
 
     /// Reads an `id_token_hint`: one of ours, expired or not.
     pub fn logout_hint(&self, id_token: &str) -> Option<LogoutHint> {
         let claims = self.tokens.verify_own(id_token).ok()?;
         Some(LogoutHint {
-            user_id: claims["sub"].as_str().and_then(|sub| Uuid::parse_str(sub).ok()),
+            user_id: claims["sub"]
+                .as_str()
+                .and_then(|sub| Uuid::parse_str(sub).ok()),
             client_id: claims["aud"].as_str().map(str::to_owned),
         })
     }
@@ -924,7 +993,9 @@ mod tests {
             s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
-        assert!(valid_verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
+        assert!(valid_verifier(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        ));
         assert!(!valid_verifier("short"));
         assert!(!valid_verifier(&"a".repeat(129)));
         assert!(!valid_verifier(&format!("{}+", "a".repeat(50))));
@@ -933,7 +1004,10 @@ mod tests {
     #[test]
     fn at_hash_is_the_left_half_of_the_algorithms_hash() {
         // OpenID Connect Core's RS256 example value uses SHA-256.
-        assert_eq!(at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", "HS256").len(), 22);
+        assert_eq!(
+            at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", "HS256").len(),
+            22
+        );
         assert_eq!(at_hash("token", "EdDSA").len(), 43);
         assert_ne!(at_hash("token", "EdDSA")[..22], at_hash("token", "HS256"));
     }

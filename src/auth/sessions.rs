@@ -58,15 +58,8 @@ impl Auth {
         methods: &super::AuthMethods,
         context: &ClientContext,
     ) -> Result<TokenPair, AuthError> {
-        self.open_client_session(
-            Uuid::now_v7(),
-            user,
-            email_verified,
-            methods,
-            context,
-            None,
-        )
-        .await
+        self.open_client_session(Uuid::now_v7(), user, email_verified, methods, context, None)
+            .await
     }
 
     /// [`Self::open_session`] with the id chosen, for a client of

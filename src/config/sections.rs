@@ -475,7 +475,8 @@ impl Default for UiSettings {
 impl UiSettings {
     pub(super) fn check(&self) -> Result<(), ConfigError> {
         let colour = self.accent_color.as_bytes();
-        if colour.len() != 7 || colour[0] != b'#' || !colour[1..].iter().all(u8::is_ascii_hexdigit) {
+        if colour.len() != 7 || colour[0] != b'#' || !colour[1..].iter().all(u8::is_ascii_hexdigit)
+        {
             return Err(ConfigError::setting(
                 "LATCHKEY_ACCENT_COLOR",
                 "must be a colour written #rrggbb",

@@ -43,8 +43,8 @@ use crate::metrics::Metrics;
 pub use client_ip::{ForwardingHeader, TrustedProxies};
 pub use error::{ApiError, ErrorDetail, ValidationErrors, ValidationIssue};
 use error::{Panicked, ServerFault, log_server_faults};
-pub use serve::serve;
 pub use pages::{Messages, Ui};
+pub use serve::serve;
 pub use state::AppState;
 
 /// Request bodies past this size get 413.

@@ -41,7 +41,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(ToSchema)]
 pub struct TokenForm {
     /// `password`, `refresh_token`, `authorization_code` or `client_credentials`.
-    #[schema(pattern = "^(password|refresh_token|authorization_code|client_credentials)$", example = "refresh_token")]
+    #[schema(
+        pattern = "^(password|refresh_token|authorization_code|client_credentials)$",
+        example = "refresh_token"
+    )]
     grant_type: String,
     /// With `password`: the username or email.
     username: Option<String>,
@@ -123,7 +126,10 @@ impl OAuthError {
                 Self::new("invalid_grant", "Incorrect username or password")
             }
             AuthError::InvalidGrant(reason) => Self::new("invalid_grant", reason),
-            AuthError::InvalidScope => Self::new("invalid_scope", "a requested scope is not allowed for this client"),
+            AuthError::InvalidScope => Self::new(
+                "invalid_scope",
+                "a requested scope is not allowed for this client",
+            ),
             AuthError::EmailNotVerified => Self::new("invalid_grant", "Email not verified"),
             AuthError::MfaRequired { mfa_token, methods } => Self {
                 mfa: Some(Box::new(MfaRequired::new(&mfa_token, methods))),
@@ -248,7 +254,10 @@ async fn token(
     mut form: OAuthForm,
 ) -> Result<Response, OAuthError> {
     let grant_type = form.required("grant_type")?;
-    if matches!(grant_type.as_str(), "authorization_code" | "client_credentials") {
+    if matches!(
+        grant_type.as_str(),
+        "authorization_code" | "client_credentials"
+    ) {
         return client_grant(&state, &client, &headers, &grant_type, form).await;
     }
     let group = match grant_type.as_str() {
@@ -333,7 +342,9 @@ async fn client_grant(
         "scope": issued.scope,
     });
     if issued.refresh {
-        body["refresh_token"] = json!(secrecy::ExposeSecret::expose_secret(&issued.tokens.refresh_token));
+        body["refresh_token"] = json!(secrecy::ExposeSecret::expose_secret(
+            &issued.tokens.refresh_token
+        ));
     }
     if let Some(id_token) = issued.id_token {
         body["id_token"] = json!(id_token);

@@ -141,8 +141,8 @@ impl Delivery {
         let now = self.clock.now();
         let purged = async {
             let mail = self.store.purge_sent_mail(now - KEEP_SENT).await?;
-            let tokens = self.store.purge_email_tokens(now).await?
-                + self.store.purge_codes(now).await?;
+            let tokens =
+                self.store.purge_email_tokens(now).await? + self.store.purge_codes(now).await?;
             Ok::<_, crate::store::StoreError>((mail, tokens))
         };
         match purged.await {

@@ -8,7 +8,6 @@
 mod admin;
 mod audit;
 mod clients;
-mod oidc;
 pub mod counters;
 mod email_tokens;
 mod entities;
@@ -16,6 +15,7 @@ mod error;
 mod keys;
 mod mfa;
 pub mod migration;
+mod oidc;
 pub mod origin;
 mod outbox;
 mod passkeys;

@@ -201,11 +201,14 @@ fn the_hosted_pages_work_end_to_end_in_chromium() {
         .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
         .env("LATCHKEY_ISSUER", &base)
         .env("LATCHKEY_PUBLIC_URL", &base)
-        .env("LATCHKEY_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}?tls=none"))
+        .env(
+            "LATCHKEY_SMTP_URL",
+            format!("smtp://127.0.0.1:{smtp_port}?tls=none"),
+        )
         .env("LATCHKEY_MAIL_POLL_MILLISECONDS", "100")
         .env("LATCHKEY_PRODUCT_NAME", "Acme")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(directory.path().join("server.log")).unwrap());
     let created = run_ok(
         directory.path(),
         &[
@@ -240,9 +243,24 @@ fn the_hosted_pages_work_end_to_end_in_chromium() {
     );
     let _ = child.kill();
     let _ = child.wait();
-    assert!(run.status.success(), "{}", report(&run));
-    assert!(String::from_utf8_lossy(&run.stdout).contains("\nOK"), "{}", report(&run));
-    for page in ["sign-in", "second-factor", "consent", "account", "sign-up", "reset-password"] {
-        assert!(shots.join(format!("{page}.png")).is_file(), "no screenshot of {page}");
+    let log = std::fs::read_to_string(directory.path().join("server.log")).unwrap_or_default();
+    assert!(run.status.success(), "{}\nserver log:\n{log}", report(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("\nOK"),
+        "{}",
+        report(&run)
+    );
+    for page in [
+        "sign-in",
+        "second-factor",
+        "consent",
+        "account",
+        "sign-up",
+        "reset-password",
+    ] {
+        assert!(
+            shots.join(format!("{page}.png")).is_file(),
+            "no screenshot of {page}"
+        );
     }
 }

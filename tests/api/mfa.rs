@@ -228,7 +228,9 @@ async fn totp_turns_a_right_password_into_a_step_up_that_a_current_code_complete
         .post(app.url("/oauth/introspect"))
         .basic_auth(
             &client.id,
-            Some(secrecy::ExposeSecret::expose_secret(client.secret.as_ref().unwrap())),
+            Some(secrecy::ExposeSecret::expose_secret(
+                client.secret.as_ref().unwrap(),
+            )),
         )
         .form(&[("token", access)])
         .send()

@@ -38,7 +38,7 @@ async fn the_token_endpoint_answers_rfc_6749_errors() {
     )
     .await;
     assert_oauth_error(
-        token_request(&app, &[("grant_type", "client_credentials")]).await,
+        token_request(&app, &[("grant_type", "implicit")]).await,
         400,
         "unsupported_grant_type",
     )
@@ -224,7 +224,12 @@ async fn userinfo_and_discovery_describe_the_caller_and_the_issuer() {
     );
     assert_eq!(
         metadata["grant_types_supported"],
-        json!(["password", "refresh_token"])
+        json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "password"
+        ])
     );
 }
 

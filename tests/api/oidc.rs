@@ -25,7 +25,10 @@ struct Browser {
 impl Browser {
     fn new() -> Self {
         Self {
-            http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
             cookies: Default::default(),
         }
     }
@@ -88,7 +91,12 @@ impl Browser {
         let response = self
             .post(
                 &app.url("/sign-in"),
-                &[("form_token", &token), ("login", login), ("password", password), ("continue", "/account")],
+                &[
+                    ("form_token", &token),
+                    ("login", login),
+                    ("password", password),
+                    ("continue", "/account"),
+                ],
             )
             .await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -98,7 +106,10 @@ impl Browser {
 }
 
 fn form_token_of(page: &str) -> String {
-    let start = page.find("name=\"form_token\" value=\"").expect("a form token") + 25;
+    let start = page
+        .find("name=\"form_token\" value=\"")
+        .expect("a form token")
+        + 25;
     page[start..start + 64].to_owned()
 }
 
@@ -111,8 +122,13 @@ fn location(response: &reqwest::Response) -> String {
 }
 
 fn query_of(url: &str) -> std::collections::HashMap<String, String> {
-    let query = url.split_once('?').map(|(_, query)| query).unwrap_or_default();
-    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    let query = url
+        .split_once('?')
+        .map(|(_, query)| query)
+        .unwrap_or_default();
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 async fn client(app: &TestApp, public: bool, first_party: bool) -> (String, Option<String>) {
@@ -163,7 +179,8 @@ async fn exchange(app: &TestApp, client_id: &str, code: &str, verifier: &str) ->
 /// Alice, signed in on the hosted page of a fresh server, and a first-party public client.
 async fn signed_in() -> (TestApp, Browser, String) {
     let app = TestApp::spawn().await;
-    app.register("alice", "alice@example.com", ALICE_PASSWORD).await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
     let (client_id, _) = client(&app, true, true).await;
     let mut browser = Browser::new();
     browser.sign_in(&app, "alice", ALICE_PASSWORD).await;
@@ -173,7 +190,12 @@ async fn signed_in() -> (TestApp, Browser, String) {
 /// The code `/authorize` sends back (asserting `state` and `iss` come with it).
 async fn code_for(app: &TestApp, browser: &mut Browser, client_id: &str) -> String {
     let response = browser.get(&authorize_url(app, client_id, "")).await;
-    assert_eq!(response.status(), StatusCode::SEE_OTHER, "{}", response.text().await.unwrap());
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        response.text().await.unwrap()
+    );
     let target = location(&response);
     assert!(target.starts_with(&format!("{REDIRECT}?")), "{target}");
     let params = query_of(&target);
@@ -187,7 +209,10 @@ async fn the_code_flow_with_pkce_issues_an_id_token_that_names_the_sign_in() {
     let (app, mut browser, client_id) = signed_in().await;
     let code = code_for(&app, &mut browser, &client_id).await;
     let tokens = json_with_status(exchange(&app, &client_id, &code, VERIFIER).await, 200).await;
-    assert!(tokens.get("refresh_token").is_none(), "no offline_access, no refresh token");
+    assert!(
+        tokens.get("refresh_token").is_none(),
+        "no offline_access, no refresh token"
+    );
     let id_token = claims(tokens["id_token"].as_str().unwrap());
     assert_eq!(id_token["aud"], client_id);
     assert_eq!(id_token["iss"], app.auth.provider_metadata().issuer);
@@ -200,7 +225,10 @@ async fn the_code_flow_with_pkce_issues_an_id_token_that_names_the_sign_in() {
     // at_hash: the left half of SHA-512 of the access token (Ed25519).
     let access = tokens["access_token"].as_str().unwrap();
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, access.as_bytes());
-    assert_eq!(id_token["at_hash"], URL_SAFE_NO_PAD.encode(&digest.as_ref()[..32]));
+    assert_eq!(
+        id_token["at_hash"],
+        URL_SAFE_NO_PAD.encode(&digest.as_ref()[..32])
+    );
     // The access token works on the API and carries the client and scopes.
     assert_eq!(app.get_resource(access).await.status(), 200);
     assert_eq!(claims(access)["client_id"], client_id);
@@ -211,7 +239,8 @@ async fn the_code_flow_with_pkce_issues_an_id_token_that_names_the_sign_in() {
 #[tokio::test]
 async fn userinfo_and_the_id_token_release_only_what_the_scopes_allow() {
     let (app, mut browser, client_id) = signed_in().await;
-    let url = authorize_url(&app, &client_id, "").replace("openid%20profile%20email", "openid%20email");
+    let url =
+        authorize_url(&app, &client_id, "").replace("openid%20profile%20email", "openid%20email");
     let response = browser.get(&url).await;
     let code = query_of(&location(&response))["code"].clone();
     let tokens = json_with_status(exchange(&app, &client_id, &code, VERIFIER).await, 200).await;
@@ -219,7 +248,8 @@ async fn userinfo_and_the_id_token_release_only_what_the_scopes_allow() {
     assert_eq!(id_token["email"], "alice@example.com");
     assert!(id_token.get("preferred_username").is_none());
     let info: Value = json_with_status(
-        app.get_with_token("/userinfo", tokens["access_token"].as_str().unwrap()).await,
+        app.get_with_token("/userinfo", tokens["access_token"].as_str().unwrap())
+            .await,
         200,
     )
     .await;
@@ -241,7 +271,8 @@ async fn redirect_uris_match_exactly_and_a_bad_one_is_never_redirected_to() {
         "//evil.example/callback",
         "",
     ] {
-        let url = authorize_url(&app, &client_id, "").replace(&urlencode(REDIRECT), &urlencode(bad));
+        let url =
+            authorize_url(&app, &client_id, "").replace(&urlencode(REDIRECT), &urlencode(bad));
         let response = browser.get(&url).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
         assert!(response.headers().get("location").is_none(), "{bad}");
@@ -249,14 +280,26 @@ async fn redirect_uris_match_exactly_and_a_bad_one_is_never_redirected_to() {
     // An unknown client, and a repeated redirect_uri, also get the page.
     let response = browser.get(&authorize_url(&app, "client_nope", "")).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let repeated = authorize_url(&app, &client_id, &format!("&redirect_uri={}", urlencode("https://evil.example/")));
-    assert_eq!(browser.get(&repeated).await.status(), StatusCode::BAD_REQUEST);
+    let repeated = authorize_url(
+        &app,
+        &client_id,
+        &format!("&redirect_uri={}", urlencode("https://evil.example/")),
+    );
+    assert_eq!(
+        browser.get(&repeated).await.status(),
+        StatusCode::BAD_REQUEST
+    );
     // The sign-in page's `continue` cannot leave the server either.
     let token = browser.form_token(&app.url("/sign-in?reauth=1")).await;
     let response = browser
         .post(
             &app.url("/sign-in"),
-            &[("form_token", &token), ("login", "alice"), ("password", ALICE_PASSWORD), ("continue", "https://evil.example/")],
+            &[
+                ("form_token", &token),
+                ("login", "alice"),
+                ("password", ALICE_PASSWORD),
+                ("continue", "https://evil.example/"),
+            ],
         )
         .await;
     assert_eq!(location(&response), "/account");
@@ -265,28 +308,44 @@ async fn redirect_uris_match_exactly_and_a_bad_one_is_never_redirected_to() {
 #[tokio::test]
 async fn a_public_client_must_use_pkce_with_s256_and_the_verifier_is_checked() {
     let (app, mut browser, client_id) = signed_in().await;
-    let without = authorize_url(&app, &client_id, "")
-        .replace(&format!("&code_challenge={CHALLENGE}&code_challenge_method=S256"), "");
+    let without = authorize_url(&app, &client_id, "").replace(
+        &format!("&code_challenge={CHALLENGE}&code_challenge_method=S256"),
+        "",
+    );
     let params = query_of(&location(&browser.get(&without).await));
     assert_eq!(params["error"], "invalid_request");
     assert_eq!(params["state"], "st-1");
     let plain = authorize_url(&app, &client_id, "").replace("S256", "plain");
-    assert_eq!(query_of(&location(&browser.get(&plain).await))["error"], "invalid_request");
+    assert_eq!(
+        query_of(&location(&browser.get(&plain).await))["error"],
+        "invalid_request"
+    );
     let code = code_for(&app, &mut browser, &client_id).await;
     let wrong = "x".repeat(43);
     let refused = json_with_status(exchange(&app, &client_id, &code, &wrong).await, 400).await;
     assert_eq!(refused["error"], "invalid_grant");
     // The code was spent by the failed attempt: the right verifier is too late.
-    assert_eq!(exchange(&app, &client_id, &code, VERIFIER).await.status(), 400);
+    assert_eq!(
+        exchange(&app, &client_id, &code, VERIFIER).await.status(),
+        400
+    );
     let code = code_for(&app, &mut browser, &client_id).await;
     let missing = app
         .client
         .post(app.url("/oauth/token"))
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("client_id", &client_id)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+        ])
         .send()
         .await
         .unwrap();
-    assert_eq!(json_with_status(missing, 400).await["error"], "invalid_grant");
+    assert_eq!(
+        json_with_status(missing, 400).await["error"],
+        "invalid_grant"
+    );
 }
 
 #[tokio::test]
@@ -306,11 +365,19 @@ async fn a_replayed_code_fails_and_ends_what_the_first_exchange_opened() {
         .client
         .post(app.url("/oauth/token"))
         .basic_auth(&other, secret)
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
         .send()
         .await
         .unwrap();
-    assert_eq!(json_with_status(stolen, 400).await["error"], "invalid_grant");
+    assert_eq!(
+        json_with_status(stolen, 400).await["error"],
+        "invalid_grant"
+    );
 }
 
 #[tokio::test]
@@ -318,19 +385,26 @@ async fn prompt_none_without_a_session_answers_login_required() {
     let app = TestApp::spawn().await;
     let (client_id, _) = client(&app, true, true).await;
     let mut browser = Browser::new();
-    let response = browser.get(&authorize_url(&app, &client_id, "&prompt=none")).await;
+    let response = browser
+        .get(&authorize_url(&app, &client_id, "&prompt=none"))
+        .await;
     let params = query_of(&location(&response));
     assert_eq!(params["error"], "login_required");
     assert_eq!(params["state"], "st-1");
     // Without prompt=none, the browser is sent to sign in, and comes back.
     let response = browser.get(&authorize_url(&app, &client_id, "")).await;
-    assert!(location(&response).starts_with("/sign-in?"), "{}", location(&response));
+    assert!(
+        location(&response).starts_with("/sign-in?"),
+        "{}",
+        location(&response)
+    );
 }
 
 #[tokio::test]
 async fn a_third_party_client_gets_consent_once_and_the_user_can_withdraw_it() {
     let app = TestApp::spawn().await;
-    app.register("alice", "alice@example.com", ALICE_PASSWORD).await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
     let (client_id, secret) = client(&app, false, false).await;
     let mut browser = Browser::new();
     browser.sign_in(&app, "alice", ALICE_PASSWORD).await;
@@ -339,26 +413,51 @@ async fn a_third_party_client_gets_consent_once_and_the_user_can_withdraw_it() {
     assert_eq!(query_of(&location(&none))["error"], "consent_required");
     let page = browser.get(&url).await;
     assert_eq!(page.status(), StatusCode::OK);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("'nonce-"), "{csp}");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("'nonce-"),
+        "{csp}"
+    );
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     let html = page.text().await.unwrap();
     assert!(html.contains("Example App"));
     let token = form_token_of(&html);
     let request = url.split_once('?').unwrap().1;
     let denied = browser
-        .post(&app.url("/authorize"), &[("form_token", &token), ("request", request), ("decision", "deny")])
+        .post(
+            &app.url("/authorize"),
+            &[
+                ("form_token", &token),
+                ("request", request),
+                ("decision", "deny"),
+            ],
+        )
         .await;
     assert_eq!(query_of(&location(&denied))["error"], "access_denied");
     let allowed = browser
-        .post(&app.url("/authorize"), &[("form_token", &token), ("request", request), ("decision", "allow")])
+        .post(
+            &app.url("/authorize"),
+            &[
+                ("form_token", &token),
+                ("request", request),
+                ("decision", "allow"),
+            ],
+        )
         .await;
     let code = query_of(&location(&allowed))["code"].clone();
     let tokens = app
         .client
         .post(app.url("/oauth/token"))
         .basic_auth(&client_id, secret)
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
         .send()
         .await
         .unwrap();
@@ -367,13 +466,25 @@ async fn a_third_party_client_gets_consent_once_and_the_user_can_withdraw_it() {
     let again = browser.get(&url).await;
     assert!(query_of(&location(&again)).contains_key("code"));
     // Listed on the account page, and revocable there.
-    let account = browser.get(&app.url("/account")).await.text().await.unwrap();
+    let account = browser
+        .get(&app.url("/account"))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(account.contains("Example App"));
     let token = form_token_of(&account);
     browser
-        .post(&app.url(&format!("/account/consents/{client_id}/revoke")), &[("form_token", &token)])
+        .post(
+            &app.url(&format!("/account/consents/{client_id}/revoke")),
+            &[("form_token", &token)],
+        )
         .await;
-    assert_eq!(browser.get(&url).await.status(), StatusCode::OK, "asked again");
+    assert_eq!(
+        browser.get(&url).await.status(),
+        StatusCode::OK,
+        "asked again"
+    );
 }
 
 #[tokio::test]
@@ -382,7 +493,10 @@ async fn the_browser_session_is_a_session_logout_ends() {
     let token = app.token_for("alice", ALICE_PASSWORD).await;
     let sessions = json_with_status(app.get_with_token("/sessions", &token).await, 200).await;
     assert_eq!(sessions.as_array().unwrap().len(), 2, "{sessions}");
-    assert_eq!(browser.get(&app.url("/account")).await.status(), StatusCode::OK);
+    assert_eq!(
+        browser.get(&app.url("/account")).await.status(),
+        StatusCode::OK
+    );
     let logout = app
         .client
         .post(app.url("/logout?scope=global"))
@@ -399,16 +513,27 @@ async fn the_browser_session_is_a_session_logout_ends() {
 #[tokio::test]
 async fn forms_without_their_token_are_refused() {
     let app = TestApp::spawn().await;
-    app.register("alice", "alice@example.com", ALICE_PASSWORD).await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
     let mut browser = Browser::new();
     browser.get(&app.url("/sign-in")).await;
     let response = browser
-        .post(&app.url("/sign-in"), &[("login", "alice"), ("password", ALICE_PASSWORD)])
+        .post(
+            &app.url("/sign-in"),
+            &[("login", "alice"), ("password", ALICE_PASSWORD)],
+        )
         .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert!(!browser.cookies.contains_key("latchkey-session"));
     let forged = browser
-        .post(&app.url("/sign-in"), &[("form_token", &"0".repeat(64)), ("login", "alice"), ("password", ALICE_PASSWORD)])
+        .post(
+            &app.url("/sign-in"),
+            &[
+                ("form_token", &"0".repeat(64)),
+                ("login", "alice"),
+                ("password", ALICE_PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 }
@@ -483,7 +608,10 @@ async fn client_credentials_give_a_machine_token_resource_servers_can_introspect
         .send()
         .await
         .unwrap();
-    assert_eq!(json_with_status(wrong, 401).await["error"], "invalid_client");
+    assert_eq!(
+        json_with_status(wrong, 401).await["error"],
+        "invalid_client"
+    );
     let scope = app
         .client
         .post(app.url("/oauth/token"))
@@ -500,21 +628,48 @@ async fn discovery_lists_the_provider() {
     let app = TestApp::spawn().await;
     let metadata = json_with_status(app.get("/.well-known/openid-configuration").await, 200).await;
     let issuer = metadata["issuer"].as_str().unwrap();
-    assert_eq!(metadata["authorization_endpoint"], format!("{issuer}/authorize"));
-    assert_eq!(metadata["end_session_endpoint"], format!("{issuer}/end-session"));
-    assert_eq!(metadata["response_types_supported"], serde_json::json!(["code"]));
-    assert_eq!(metadata["code_challenge_methods_supported"], serde_json::json!(["S256"]));
-    assert!(metadata["grant_types_supported"].as_array().unwrap().contains(&"authorization_code".into()));
-    assert!(metadata["scopes_supported"].as_array().unwrap().contains(&"offline_access".into()));
+    assert_eq!(
+        metadata["authorization_endpoint"],
+        format!("{issuer}/authorize")
+    );
+    assert_eq!(
+        metadata["end_session_endpoint"],
+        format!("{issuer}/end-session")
+    );
+    assert_eq!(
+        metadata["response_types_supported"],
+        serde_json::json!(["code"])
+    );
+    assert_eq!(
+        metadata["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert!(
+        metadata["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&"authorization_code".into())
+    );
+    assert!(
+        metadata["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&"offline_access".into())
+    );
 }
 
 #[tokio::test]
 async fn offline_access_adds_a_refresh_token_that_keeps_the_scope() {
     let (app, mut browser, client_id) = signed_in().await;
-    let url = authorize_url(&app, &client_id, "").replace("openid%20profile%20email", "openid%20offline_access");
+    let url = authorize_url(&app, &client_id, "")
+        .replace("openid%20profile%20email", "openid%20offline_access");
     let code = query_of(&location(&browser.get(&url).await))["code"].clone();
     let tokens = json_with_status(exchange(&app, &client_id, &code, VERIFIER).await, 200).await;
-    let refreshed = json_with_status(app.refresh(tokens["refresh_token"].as_str().unwrap()).await, 200).await;
+    let refreshed = json_with_status(
+        app.refresh(tokens["refresh_token"].as_str().unwrap()).await,
+        200,
+    )
+    .await;
     let access = claims(refreshed["access_token"].as_str().unwrap());
     assert_eq!(access["scope"], "openid offline_access");
     assert_eq!(access["client_id"], client_id);

@@ -173,13 +173,31 @@ def main():
             added = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
                 "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
                 "hasUserVerification": True, "isUserVerified": True, "automaticPresenceSimulation": True}})
-            flow(page, lambda: cdp.send("WebAuthn.removeVirtualAuthenticator", added))
+            try:
+                flow(page, lambda: cdp.send("WebAuthn.removeVirtualAuthenticator", added))
+            except Exception:
+                print(f"at {page.url}: {page.inner_text('body')[:600]!r} rp={RESULT!r}", flush=True)
+                raise
             browser.close()
     finally:
         smtp.stop()
         rp_server.shutdown()
     print("scanned: " + ", ".join(SCANNED))
     print("OK", flush=True)
+
+
+USED_CODES = set()
+
+
+def fresh_code(secret):
+    """A TOTP code not used before: latchkey refuses a code twice (replay), so
+    wait for the next 30-second step when this one's code was spent."""
+    totp = pyotp.TOTP(secret)
+    while totp.now() in USED_CODES:
+        time.sleep(0.5)
+    code = totp.now()
+    USED_CODES.add(code)
+    return code
 
 
 def sign_out(page):
@@ -220,8 +238,7 @@ def flow(page, remove_authenticator):
     page.locator(".qr svg").wait_for()
     check(page, "totp-enrolment")
     secret = page.locator("code.secret").inner_text().strip()
-    totp = pyotp.TOTP(secret)
-    page.get_by_label("Code", exact=True).fill(totp.now())
+    page.get_by_label("Code", exact=True).fill(fresh_code(secret))
     page.get_by_role("button", name="Turn on").click()
     page.get_by_role("heading", name="Recovery codes").wait_for()
     if page.locator(".codes li").count() < 8:
@@ -253,13 +270,12 @@ def flow(page, remove_authenticator):
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url(re.compile(r"/sign-in/second-factor"))
     check(page, "second-factor")
-    time.sleep(max(0, 30 - time.time() % 30 + 1) if time.time() % 30 > 28 else 0)
-    page.get_by_label("Authentication or recovery code").fill(pyotp.TOTP(secret).now())
+    page.get_by_label("Authentication or recovery code").fill(fresh_code(secret))
     page.get_by_role("button", name="Verify").click()
     page.get_by_role("heading", name="Allow access").wait_for()
     check(page, "consent")
-    page.get_by_role("button", name="Allow").click()
-    page.wait_for_url(re.compile(r"127\.0\.0\.1:%d/callback" % RP_PORT))
+    with page.expect_navigation(url=re.compile(r"127\.0\.0\.1:%d/callback" % RP_PORT), timeout=30000):
+        page.get_by_role("button", name="Allow", exact=True).click()
     if "error" in RESULT:
         fail("the relying party refused: " + RESULT["error"])
     claims = RESULT.get("claims") or fail("the relying party got no ID token")
@@ -287,8 +303,7 @@ def flow(page, remove_authenticator):
     page.get_by_label("Password").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url(re.compile(r"/sign-in/second-factor"))
-    time.sleep(max(0, 30 - time.time() % 30 + 1) if time.time() % 30 > 28 else 0)
-    page.get_by_label("Authentication or recovery code").fill(pyotp.TOTP(secret).now())
+    page.get_by_label("Authentication or recovery code").fill(fresh_code(secret))
     page.get_by_role("button", name="Verify").click()
     page.wait_for_url(BASE + "/account")
 

@@ -46,16 +46,25 @@ struct Outcome {
 
 impl Outcome {
     fn done(text: &str) -> Self {
-        Self { done: Some(text.to_owned()), ..Self::default() }
+        Self {
+            done: Some(text.to_owned()),
+            ..Self::default()
+        }
     }
 
     fn error(text: &str) -> Self {
-        Self { error: Some(text.to_owned()), ..Self::default() }
+        Self {
+            error: Some(text.to_owned()),
+            ..Self::default()
+        }
     }
 }
 
 /// The signed-in session, or a redirect to sign in first.
-async fn signed_in(state: &AppState, context: PageContext) -> Result<(PageContext, BrowserSession), Response> {
+async fn signed_in(
+    state: &AppState,
+    context: PageContext,
+) -> Result<(PageContext, BrowserSession), Response> {
     match context.session(state).await {
         Ok(Some(session)) => Ok((context, session)),
         Ok(None) => Err(context.redirect("/sign-in?continue=%2Faccount")),
@@ -65,12 +74,27 @@ async fn signed_in(state: &AppState, context: PageContext) -> Result<(PageContex
 
 async fn account_page(State(state): State<AppState>, context: PageContext) -> Response {
     match signed_in(&state, context).await {
-        Ok((context, session)) => render(&state, context, &session, StatusCode::OK, Outcome::default()).await,
+        Ok((context, session)) => {
+            render(
+                &state,
+                context,
+                &session,
+                StatusCode::OK,
+                Outcome::default(),
+            )
+            .await
+        }
         Err(response) => response,
     }
 }
 
-async fn render(state: &AppState, context: PageContext, session: &BrowserSession, status: StatusCode, outcome: Outcome) -> Response {
+async fn render(
+    state: &AppState,
+    context: PageContext,
+    session: &BrowserSession,
+    status: StatusCode,
+    outcome: Outcome,
+) -> Response {
     let auth = &state.auth;
     let principal = &session.principal;
     let loaded = async {
@@ -86,7 +110,7 @@ async fn render(state: &AppState, context: PageContext, session: &BrowserSession
         Ok(loaded) => loaded,
         Err(error) => return context.failure(&error),
     };
-    let totp_on = methods.iter().any(|method| *method == "totp");
+    let totp_on = methods.contains(&"totp");
     let title = context.t("account_title").to_owned();
     let token = context.form_token(state);
     let main: Markup = html! {
@@ -283,16 +307,36 @@ where
 fn shown(context_text: impl Fn(&str) -> String, error: &AuthError) -> (StatusCode, Outcome) {
     let (status, key) = match error {
         AuthError::WrongCurrentPassword => (StatusCode::BAD_REQUEST, "wrong_password"),
-        AuthError::InvalidMfaCode | AuthError::InvalidCode => (StatusCode::BAD_REQUEST, "wrong_code"),
+        AuthError::InvalidMfaCode | AuthError::InvalidCode => {
+            (StatusCode::BAD_REQUEST, "wrong_code")
+        }
         AuthError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
         AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "passkey_recent_needed"),
         AuthError::Invalid(problems) => {
-            let text = problems.first().map(|p| format!("{}: {}", p.field.replace('_', " "), p.invalid.message)).unwrap_or_default();
+            let text = problems
+                .first()
+                .map(|p| format!("{}: {}", p.field.replace('_', " "), p.invalid.message))
+                .unwrap_or_default();
             return (StatusCode::UNPROCESSABLE_ENTITY, Outcome::error(&text));
         }
-        AuthError::EmailTaken => return (StatusCode::BAD_REQUEST, Outcome::error("Email already registered")),
-        AuthError::SameEmail => return (StatusCode::BAD_REQUEST, Outcome::error("That is already your address")),
-        AuthError::TotpAlreadyEnabled | AuthError::TotpNotPending | AuthError::TotpNotEnabled | AuthError::NoPasskey | AuthError::PasskeyNotFound | AuthError::SessionNotFound => (StatusCode::CONFLICT, "something_wrong"),
+        AuthError::EmailTaken => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Outcome::error("Email already registered"),
+            );
+        }
+        AuthError::SameEmail => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Outcome::error("That is already your address"),
+            );
+        }
+        AuthError::TotpAlreadyEnabled
+        | AuthError::TotpNotPending
+        | AuthError::TotpNotEnabled
+        | AuthError::NoPasskey
+        | AuthError::PasskeyNotFound
+        | AuthError::SessionNotFound => (StatusCode::CONFLICT, "something_wrong"),
         other => {
             tracing::error!(error = %crate::telemetry::error_chain(other), "an account action failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "something_wrong")
@@ -301,12 +345,25 @@ fn shown(context_text: impl Fn(&str) -> String, error: &AuthError) -> (StatusCod
     (status, Outcome::error(&context_text(key)))
 }
 
-async fn change_email(State(state): State<AppState>, context: PageContext, Client(client): Client, form: PageForm) -> Response {
+async fn change_email(
+    State(state): State<AppState>,
+    context: PageContext,
+    Client(client): Client,
+    form: PageForm,
+) -> Response {
     let done = context.t("change_email_sent").to_owned();
     let fail = owned_texts(&context);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
-        match auth.request_email_change(&session.principal, &form.text("new_email"), &form.secret("email_password"), &client).await {
+        match auth
+            .request_email_change(
+                &session.principal,
+                &form.text("new_email"),
+                &form.secret("email_password"),
+                &client,
+            )
+            .await
+        {
             Ok(()) => (StatusCode::OK, Outcome::done(&done)),
             Err(error) => shown(lookup(&fail), &error),
         }
@@ -316,17 +373,34 @@ async fn change_email(State(state): State<AppState>, context: PageContext, Clien
 
 /// A message lookup that owns its texts (for actions that outlive the context borrow).
 fn lookup(texts: &[(String, String)]) -> impl Fn(&str) -> String + '_ {
-    move |key| texts.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default()
+    move |key| {
+        texts
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
 }
 
 fn owned_texts(context: &PageContext) -> Vec<(String, String)> {
-    ["wrong_password", "wrong_code", "too_many_attempts", "passkey_recent_needed", "something_wrong"]
-        .iter()
-        .map(|key| ((*key).to_owned(), context.t(key).to_owned()))
-        .collect()
+    [
+        "wrong_password",
+        "wrong_code",
+        "too_many_attempts",
+        "passkey_recent_needed",
+        "something_wrong",
+    ]
+    .iter()
+    .map(|key| ((*key).to_owned(), context.t(key).to_owned()))
+    .collect()
 }
 
-async fn resend_verification(State(state): State<AppState>, context: PageContext, Client(client): Client, form: PageForm) -> Response {
+async fn resend_verification(
+    State(state): State<AppState>,
+    context: PageContext,
+    Client(client): Client,
+    form: PageForm,
+) -> Response {
     let done = context.t("verification_sent").to_owned();
     let fail = owned_texts(&context);
     let auth = state.auth.clone();
@@ -339,12 +413,25 @@ async fn resend_verification(State(state): State<AppState>, context: PageContext
     .await
 }
 
-async fn change_password(State(state): State<AppState>, context: PageContext, Client(client): Client, form: PageForm) -> Response {
+async fn change_password(
+    State(state): State<AppState>,
+    context: PageContext,
+    Client(client): Client,
+    form: PageForm,
+) -> Response {
     let done = context.t("password_changed").to_owned();
     let fail = owned_texts(&context);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
-        match auth.change_password(&session.principal, &form.secret("current_password"), &form.secret("new_password"), &client).await {
+        match auth
+            .change_password(
+                &session.principal,
+                &form.secret("current_password"),
+                &form.secret("new_password"),
+                &client,
+            )
+            .await
+        {
             Ok(()) => (StatusCode::OK, Outcome::done(&done)),
             Err(error) => shown(lookup(&fail), &error),
         }
@@ -352,37 +439,82 @@ async fn change_password(State(state): State<AppState>, context: PageContext, Cl
     .await
 }
 
-async fn start_totp(State(state): State<AppState>, context: PageContext, Client(client): Client, form: PageForm) -> Response {
+async fn start_totp(
+    State(state): State<AppState>,
+    context: PageContext,
+    Client(client): Client,
+    form: PageForm,
+) -> Response {
     let fail = owned_texts(&context);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
-        match auth.start_totp(&session.principal, &form.secret("totp_password"), &client).await {
-            Ok(enrolment) => (StatusCode::OK, Outcome { enrolment: Some(enrolment), ..Outcome::default() }),
+        match auth
+            .start_totp(&session.principal, &form.secret("totp_password"), &client)
+            .await
+        {
+            Ok(enrolment) => (
+                StatusCode::OK,
+                Outcome {
+                    enrolment: Some(enrolment),
+                    ..Outcome::default()
+                },
+            ),
             Err(error) => shown(lookup(&fail), &error),
         }
     })
     .await
 }
 
-async fn confirm_totp(State(state): State<AppState>, context: PageContext, Client(client): Client, form: PageForm) -> Response {
+async fn confirm_totp(
+    State(state): State<AppState>,
+    context: PageContext,
+    Client(client): Client,
+    form: PageForm,
+) -> Response {
     let fail = owned_texts(&context);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
-        let code: String = form.text("totp_code").chars().filter(|c| !c.is_whitespace()).collect();
-        match auth.confirm_totp(&session.principal, &SecretString::from(code), &client).await {
-            Ok(codes) => (StatusCode::OK, Outcome { codes, ..Outcome::default() }),
+        let code: String = form
+            .text("totp_code")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        match auth
+            .confirm_totp(&session.principal, &SecretString::from(code), &client)
+            .await
+        {
+            Ok(codes) => (
+                StatusCode::OK,
+                Outcome {
+                    codes,
+                    ..Outcome::default()
+                },
+            ),
             Err(error) => shown(lookup(&fail), &error),
         }
     })
     .await
 }
 
-async fn remove_totp(State(state): State<AppState>, context: PageContext, Client(client): Client, form: PageForm) -> Response {
+async fn remove_totp(
+    State(state): State<AppState>,
+    context: PageContext,
+    Client(client): Client,
+    form: PageForm,
+) -> Response {
     let done = context.t("totp_removed").to_owned();
     let fail = owned_texts(&context);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
-        match auth.remove_totp(&session.principal, &form.secret("remove_password"), &form.secret("remove_code"), &client).await {
+        match auth
+            .remove_totp(
+                &session.principal,
+                &form.secret("remove_password"),
+                &form.secret("remove_code"),
+                &client,
+            )
+            .await
+        {
             Ok(()) => (StatusCode::OK, Outcome::done(&done)),
             Err(error) => shown(lookup(&fail), &error),
         }
@@ -390,19 +522,39 @@ async fn remove_totp(State(state): State<AppState>, context: PageContext, Client
     .await
 }
 
-async fn recovery_codes(State(state): State<AppState>, context: PageContext, Client(client): Client, form: PageForm) -> Response {
+async fn recovery_codes(
+    State(state): State<AppState>,
+    context: PageContext,
+    Client(client): Client,
+    form: PageForm,
+) -> Response {
     let fail = owned_texts(&context);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
-        match auth.regenerate_recovery_codes(&session.principal, &form.secret("codes_password"), &client).await {
-            Ok(codes) => (StatusCode::OK, Outcome { codes, ..Outcome::default() }),
+        match auth
+            .regenerate_recovery_codes(&session.principal, &form.secret("codes_password"), &client)
+            .await
+        {
+            Ok(codes) => (
+                StatusCode::OK,
+                Outcome {
+                    codes,
+                    ..Outcome::default()
+                },
+            ),
             Err(error) => shown(lookup(&fail), &error),
         }
     })
     .await
 }
 
-async fn remove_passkey(State(state): State<AppState>, context: PageContext, Client(client): Client, Path(id): Path<String>, form: PageForm) -> Response {
+async fn remove_passkey(
+    State(state): State<AppState>,
+    context: PageContext,
+    Client(client): Client,
+    Path(id): Path<String>,
+    form: PageForm,
+) -> Response {
     let done = context.t("passkey_removed").to_owned();
     let fail = owned_texts(&context);
     let auth = state.auth.clone();
@@ -411,7 +563,15 @@ async fn remove_passkey(State(state): State<AppState>, context: PageContext, Cli
             return shown(lookup(&fail), &AuthError::PasskeyNotFound);
         };
         let password = form.secret(&format!("passkey-password-{id}"));
-        match auth.remove_passkey(&session.principal, id, Reauthentication::Password(password), &client).await {
+        match auth
+            .remove_passkey(
+                &session.principal,
+                id,
+                Reauthentication::Password(password),
+                &client,
+            )
+            .await
+        {
             Ok(()) => (StatusCode::OK, Outcome::done(&done)),
             Err(error) => shown(lookup(&fail), &error),
         }
@@ -419,7 +579,12 @@ async fn remove_passkey(State(state): State<AppState>, context: PageContext, Cli
     .await
 }
 
-async fn end_session(State(state): State<AppState>, context: PageContext, Path(id): Path<String>, form: PageForm) -> Response {
+async fn end_session(
+    State(state): State<AppState>,
+    context: PageContext,
+    Path(id): Path<String>,
+    form: PageForm,
+) -> Response {
     let done = context.t("session_ended").to_owned();
     let fail = owned_texts(&context);
     let auth = state.auth.clone();
@@ -435,12 +600,20 @@ async fn end_session(State(state): State<AppState>, context: PageContext, Path(i
     .await
 }
 
-async fn revoke_consent(State(state): State<AppState>, context: PageContext, Path(client_id): Path<String>, form: PageForm) -> Response {
+async fn revoke_consent(
+    State(state): State<AppState>,
+    context: PageContext,
+    Path(client_id): Path<String>,
+    form: PageForm,
+) -> Response {
     let done = context.t("consent_revoked").to_owned();
     let fail = owned_texts(&context);
     let auth = state.auth.clone();
     act(state, context, form, |session, _form| async move {
-        match auth.revoke_consent(session.principal.user_id, &client_id).await {
+        match auth
+            .revoke_consent(session.principal.user_id, &client_id)
+            .await
+        {
             Ok(_) => (StatusCode::OK, Outcome::done(&done)),
             Err(error) => shown(lookup(&fail), &error),
         }
@@ -449,35 +622,89 @@ async fn revoke_consent(State(state): State<AppState>, context: PageContext, Pat
 }
 
 /// The script's passkey registration: creation options for this account.
-async fn passkey_start(State(state): State<AppState>, context: PageContext, headers: HeaderMap) -> Response {
-    if !context.form_token_ok(&state, headers.get("x-form-token").and_then(|v| v.to_str().ok())) {
-        return context.json(StatusCode::FORBIDDEN, serde_json::json!({"detail": "Form expired"}));
+async fn passkey_start(
+    State(state): State<AppState>,
+    context: PageContext,
+    headers: HeaderMap,
+) -> Response {
+    if !context.form_token_ok(
+        &state,
+        headers.get("x-form-token").and_then(|v| v.to_str().ok()),
+    ) {
+        return context.json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"detail": "Form expired"}),
+        );
     }
     let session = match context.session(&state).await {
         Ok(Some(session)) => session,
-        _ => return context.json(StatusCode::UNAUTHORIZED, serde_json::json!({"detail": "Sign in again"})),
+        _ => {
+            return context.json(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"detail": "Sign in again"}),
+            );
+        }
     };
-    match state.auth.start_passkey_registration(&session.principal).await {
+    match state
+        .auth
+        .start_passkey_registration(&session.principal)
+        .await
+    {
         Ok(options) => context.json(StatusCode::OK, options),
-        Err(AuthError::Forbidden(reason)) => context.json(StatusCode::FORBIDDEN, serde_json::json!({"detail": reason})),
-        Err(_) => context.json(StatusCode::BAD_REQUEST, serde_json::json!({"detail": "Cannot add a passkey now"})),
+        Err(AuthError::Forbidden(reason)) => {
+            context.json(StatusCode::FORBIDDEN, serde_json::json!({"detail": reason}))
+        }
+        Err(_) => context.json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"detail": "Cannot add a passkey now"}),
+        ),
     }
 }
 
 /// The script's passkey registration: the browser's credential, `{credential}`.
-async fn passkey_finish(State(state): State<AppState>, context: PageContext, Client(client): Client, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if !context.form_token_ok(&state, headers.get("x-form-token").and_then(|v| v.to_str().ok())) {
-        return context.json(StatusCode::FORBIDDEN, serde_json::json!({"detail": "Form expired"}));
+async fn passkey_finish(
+    State(state): State<AppState>,
+    context: PageContext,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !context.form_token_ok(
+        &state,
+        headers.get("x-form-token").and_then(|v| v.to_str().ok()),
+    ) {
+        return context.json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"detail": "Form expired"}),
+        );
     }
     let session = match context.session(&state).await {
         Ok(Some(session)) => session,
-        _ => return context.json(StatusCode::UNAUTHORIZED, serde_json::json!({"detail": "Sign in again"})),
+        _ => {
+            return context.json(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"detail": "Sign in again"}),
+            );
+        }
     };
-    let Some(credential) = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|mut body| body.get_mut("credential").map(serde_json::Value::take)) else {
-        return context.json(StatusCode::BAD_REQUEST, serde_json::json!({"detail": "Malformed credential"}));
+    let Some(credential) = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|mut body| body.get_mut("credential").map(serde_json::Value::take))
+    else {
+        return context.json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"detail": "Malformed credential"}),
+        );
     };
-    match state.auth.finish_passkey_registration(&session.principal, None, credential, &client).await {
+    match state
+        .auth
+        .finish_passkey_registration(&session.principal, None, credential, &client)
+        .await
+    {
         Ok(_) => context.json(StatusCode::OK, serde_json::json!({"redirect": "/account"})),
-        Err(_) => context.json(StatusCode::BAD_REQUEST, serde_json::json!({"detail": "The passkey was not accepted"})),
+        Err(_) => context.json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"detail": "The passkey was not accepted"}),
+        ),
     }
 }

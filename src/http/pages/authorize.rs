@@ -42,7 +42,10 @@ fn back_to_client(state: &AppState, redirect_uri: &str, params: &[(&str, &str)])
 }
 
 fn refuse(state: &AppState, error: &RedirectError) -> Response {
-    let mut params = vec![("error", error.error), ("error_description", error.description)];
+    let mut params = vec![
+        ("error", error.error),
+        ("error_description", error.description),
+    ];
     if let Some(value) = &error.state {
         params.push(("state", value));
     }
@@ -60,7 +63,11 @@ fn bad_request_page(context: PageContext, reason: &str) -> Response {
     context.render(StatusCode::BAD_REQUEST, &title, main)
 }
 
-async fn authorize(State(state): State<AppState>, context: PageContext, RawQuery(query): RawQuery) -> Response {
+async fn authorize(
+    State(state): State<AppState>,
+    context: PageContext,
+    RawQuery(query): RawQuery,
+) -> Response {
     let query = query.unwrap_or_default();
     let request = match state.auth.authorization_request(&query).await {
         Ok(request) => request,
@@ -74,16 +81,23 @@ async fn authorize(State(state): State<AppState>, context: PageContext, RawQuery
     let session = session.filter(|session| !state.auth.needs_fresh_sign_in(&request, session));
     let Some(session) = session.filter(|_| request.prompt != Prompt::Login) else {
         if request.prompt == Prompt::None {
-            return refuse(&state, &request.refuse("login_required", "the user is not signed in"));
+            return refuse(
+                &state,
+                &request.refuse("login_required", "the user is not signed in"),
+            );
         }
         // Back here after signing in, without `prompt=login` (it is satisfied then).
         let again: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(
-                form_urlencoded::parse(query.as_bytes())
-                    .filter(|(name, value)| !(name == "prompt" && value.split_whitespace().any(|v| v == "login"))),
+                form_urlencoded::parse(query.as_bytes()).filter(|(name, value)| {
+                    !(name == "prompt" && value.split_whitespace().any(|v| v == "login"))
+                }),
             )
             .finish();
-        let mut target = format!("/sign-in?reauth=1&continue={}", encode(&format!("/authorize?{again}")));
+        let mut target = format!(
+            "/sign-in?reauth=1&continue={}",
+            encode(&format!("/authorize?{again}"))
+        );
         if let Some(hint) = &request.login_hint {
             target.push_str(&format!("&login_hint={}", encode(hint)));
         }
@@ -91,15 +105,21 @@ async fn authorize(State(state): State<AppState>, context: PageContext, RawQuery
     };
     match state.auth.needs_consent(session.user.id, &request).await {
         Ok(false) => issue(&state, context, &session, &request).await,
-        Ok(true) if request.prompt == Prompt::None => {
-            refuse(&state, &request.refuse("consent_required", "the user has not allowed this client"))
-        }
+        Ok(true) if request.prompt == Prompt::None => refuse(
+            &state,
+            &request.refuse("consent_required", "the user has not allowed this client"),
+        ),
         Ok(true) => consent_page(&state, context, &session, &request, &query),
         Err(error) => context.failure(&error),
     }
 }
 
-async fn issue(state: &AppState, context: PageContext, session: &BrowserSession, request: &AuthorizationRequest) -> Response {
+async fn issue(
+    state: &AppState,
+    context: PageContext,
+    session: &BrowserSession,
+    request: &AuthorizationRequest,
+) -> Response {
     match state.auth.issue_code(session, request).await {
         Ok(code) => {
             let code = secrecy::ExposeSecret::expose_secret(&code).to_owned();
@@ -112,12 +132,21 @@ async fn issue(state: &AppState, context: PageContext, session: &BrowserSession,
         Err(error) => {
             tracing::error!(error = %crate::telemetry::error_chain(&error), "could not issue an authorization code");
             let _ = context;
-            refuse(state, &request.refuse("server_error", "the code could not be issued; try again"))
+            refuse(
+                state,
+                &request.refuse("server_error", "the code could not be issued; try again"),
+            )
         }
     }
 }
 
-fn consent_page(state: &AppState, mut context: PageContext, session: &BrowserSession, request: &AuthorizationRequest, query: &str) -> Response {
+fn consent_page(
+    state: &AppState,
+    mut context: PageContext,
+    session: &BrowserSession,
+    request: &AuthorizationRequest,
+    query: &str,
+) -> Response {
     context.form_targets = origin_of(&request.redirect_uri).into_iter().collect();
     let title = context.t("consent_title").to_owned();
     let main = html! {
@@ -152,11 +181,19 @@ async fn consent(State(state): State<AppState>, context: PageContext, form: Page
     };
     let session = match context.session(&state).await {
         Ok(Some(session)) => session,
-        Ok(None) => return context.redirect(&format!("/sign-in?continue={}", encode(&format!("/authorize?{query}")))),
+        Ok(None) => {
+            return context.redirect(&format!(
+                "/sign-in?continue={}",
+                encode(&format!("/authorize?{query}"))
+            ));
+        }
         Err(error) => return context.failure(&error),
     };
     if form.get("decision") != Some("allow") {
-        return refuse(&state, &request.refuse("access_denied", "the user denied access"));
+        return refuse(
+            &state,
+            &request.refuse("access_denied", "the user denied access"),
+        );
     }
     if let Err(error) = state.auth.grant_consent(session.user.id, &request).await {
         return context.failure(&error);
@@ -176,34 +213,49 @@ struct Logout {
 async fn logout_request(state: &AppState, query: &str) -> Result<Logout, &'static str> {
     let mut params = std::collections::HashMap::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        if params.insert(name.into_owned(), value.into_owned()).is_some() {
+        if params
+            .insert(name.into_owned(), value.into_owned())
+            .is_some()
+        {
             return Err("a parameter is repeated");
         }
     }
     let hint = match params.get("id_token_hint") {
-        Some(token) => Some(state.auth.logout_hint(token).ok_or("id_token_hint is not a valid ID token from this server")?),
+        Some(token) => Some(
+            state
+                .auth
+                .logout_hint(token)
+                .ok_or("id_token_hint is not a valid ID token from this server")?,
+        ),
         None => None,
     };
     let client_id = params
         .get("client_id")
         .cloned()
         .or_else(|| hint.as_ref().and_then(|hint| hint.client_id.clone()));
-    if let (Some(hinted), Some(named)) = (hint.as_ref().and_then(|h| h.client_id.as_deref()), params.get("client_id"))
-        && hinted != named
+    if let (Some(hinted), Some(named)) = (
+        hint.as_ref().and_then(|h| h.client_id.as_deref()),
+        params.get("client_id"),
+    ) && hinted != named
     {
         return Err("client_id differs from the id_token_hint's audience");
     }
     let redirect = match params.get("post_logout_redirect_uri") {
         None => None,
         Some(uri) => {
-            let client_id = client_id.ok_or("post_logout_redirect_uri needs id_token_hint or client_id")?;
+            let client_id =
+                client_id.ok_or("post_logout_redirect_uri needs id_token_hint or client_id")?;
             let client = state
                 .auth
                 .client(&client_id)
                 .await
                 .map_err(|_| "the client could not be looked up; try again")?
                 .ok_or("the client is unknown")?;
-            if !client.post_logout_redirect_uris.iter().any(|registered| registered == uri) {
+            if !client
+                .post_logout_redirect_uris
+                .iter()
+                .any(|registered| registered == uri)
+            {
                 return Err("post_logout_redirect_uri is not registered for this client");
             }
             Some(uri.clone())
@@ -216,7 +268,11 @@ async fn logout_request(state: &AppState, query: &str) -> Result<Logout, &'stati
     })
 }
 
-async fn end_session(State(state): State<AppState>, context: PageContext, RawQuery(query): RawQuery) -> Response {
+async fn end_session(
+    State(state): State<AppState>,
+    context: PageContext,
+    RawQuery(query): RawQuery,
+) -> Response {
     let query = query.unwrap_or_default();
     let logout = match logout_request(&state, &query).await {
         Ok(logout) => logout,
@@ -228,7 +284,12 @@ async fn end_session(State(state): State<AppState>, context: PageContext, RawQue
     };
     match session {
         // The hint names this browser's user: the client asked, sign out at once.
-        Some(session) if logout.hint.as_ref().is_some_and(|hint| hint.user_id == Some(session.user.id)) => {
+        Some(session)
+            if logout
+                .hint
+                .as_ref()
+                .is_some_and(|hint| hint.user_id == Some(session.user.id)) =>
+        {
             signed_out(&state, context, Some(&session), &logout).await
         }
         None => signed_out(&state, context, None, &logout).await,
@@ -245,13 +306,22 @@ async fn end_session(State(state): State<AppState>, context: PageContext, RawQue
                 }
             };
             let mut context = context;
-            context.form_targets = logout.redirect.as_deref().and_then(origin_of).into_iter().collect();
+            context.form_targets = logout
+                .redirect
+                .as_deref()
+                .and_then(origin_of)
+                .into_iter()
+                .collect();
             context.render(StatusCode::OK, &title, main)
         }
     }
 }
 
-async fn end_session_confirmed(State(state): State<AppState>, context: PageContext, form: PageForm) -> Response {
+async fn end_session_confirmed(
+    State(state): State<AppState>,
+    context: PageContext,
+    form: PageForm,
+) -> Response {
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
     }
@@ -266,9 +336,17 @@ async fn end_session_confirmed(State(state): State<AppState>, context: PageConte
     signed_out(&state, context, session.as_ref(), &logout).await
 }
 
-async fn signed_out(state: &AppState, mut context: PageContext, session: Option<&BrowserSession>, logout: &Logout) -> Response {
+async fn signed_out(
+    state: &AppState,
+    mut context: PageContext,
+    session: Option<&BrowserSession>,
+    logout: &Logout,
+) -> Response {
     if let Some(session) = session
-        && let Err(error) = state.auth.end_browser_session(session.principal.session_id).await
+        && let Err(error) = state
+            .auth
+            .end_browser_session(session.principal.session_id)
+            .await
     {
         return context.failure(&error);
     }

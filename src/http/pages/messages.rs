@@ -43,7 +43,9 @@ impl Messages {
 }
 
 fn parse(text: &str) -> Result<HashMap<String, String>, String> {
-    let table: toml::Table = text.parse().map_err(|error: toml::de::Error| error.message().to_owned())?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|error: toml::de::Error| error.message().to_owned())?;
     table
         .into_iter()
         .map(|(key, value)| match value {
@@ -69,6 +71,10 @@ mod tests {
         assert_eq!(german.get("sign_in_title"), "Anmelden");
         assert_eq!(german.get("password"), "Password");
         std::fs::write(&path, "sign_in_titel = \"Anmelden\"\n").unwrap();
-        assert!(Messages::load(Some(&path)).unwrap_err().contains("unknown message key"));
+        assert!(
+            Messages::load(Some(&path))
+                .unwrap_err()
+                .contains("unknown message key")
+        );
     }
 }

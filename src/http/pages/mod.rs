@@ -21,12 +21,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -166,7 +166,10 @@ fn parse_cookies(headers: &HeaderMap) -> HashMap<String, String> {
 impl FromRequestParts<AppState> for PageContext {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let ui = Arc::clone(&state.ui);
         let cookies = parse_cookies(&parts.headers);
         let existing = cookies
@@ -307,8 +310,7 @@ impl PageContext {
         security_headers(headers);
         if self.new_anchor {
             let anchor = self.anchor.clone();
-            self.set_cookies
-                .push(ui.cookie(FORM_COOKIE, &anchor, None));
+            self.set_cookies.push(ui.cookie(FORM_COOKIE, &anchor, None));
         }
         for cookie in self.set_cookies.drain(..) {
             headers.append(header::SET_COOKIE, cookie);
@@ -339,7 +341,13 @@ impl PageContext {
     }
 
     /// A page with one message (and a way on).
-    pub fn notice(self, status: StatusCode, title: &str, text: &str, link: Option<(&str, &str)>) -> Response {
+    pub fn notice(
+        self,
+        status: StatusCode,
+        title: &str,
+        text: &str,
+        link: Option<(&str, &str)>,
+    ) -> Response {
         let main = html! {
             h1 { (title) }
             p role=(if status.is_success() { "status" } else { "alert" }) { (text) }
@@ -398,7 +406,10 @@ fn failure_message(error: &AuthError) -> (StatusCode, &'static str) {
 }
 
 fn security_headers(headers: &mut HeaderMap) {
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
@@ -469,7 +480,10 @@ impl FromRequest<AppState> for PageForm {
             if value.chars().any(|c| c == '\0') {
                 return Err(bad());
             }
-            if fields.insert(name.into_owned(), value.into_owned()).is_some() {
+            if fields
+                .insert(name.into_owned(), value.into_owned())
+                .is_some()
+            {
                 return Err(bad());
             }
         }
@@ -540,7 +554,10 @@ mod tests {
 
     #[test]
     fn continue_never_leaves_the_server() {
-        assert_eq!(safe_continue(Some("/authorize?client_id=a")), "/authorize?client_id=a");
+        assert_eq!(
+            safe_continue(Some("/authorize?client_id=a")),
+            "/authorize?client_id=a"
+        );
         assert_eq!(safe_continue(Some("/account")), "/account");
         assert_eq!(safe_continue(Some("https://evil.example/")), "/account");
         assert_eq!(safe_continue(Some("//evil.example/authorize?")), "/account");

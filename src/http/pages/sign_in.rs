@@ -13,9 +13,7 @@ use serde::Deserialize;
 
 use super::super::extract::Client;
 use super::super::throttle::admit;
-use super::{
-    MFA_COOKIE, PageContext, PageForm, alert, field, form_ok, safe_continue,
-};
+use super::{MFA_COOKIE, PageContext, PageForm, alert, field, form_ok, safe_continue};
 use crate::auth::{AuthError, LoginOutcome, Registration, RouteGroup, SecondFactor};
 use crate::http::state::AppState;
 
@@ -26,8 +24,14 @@ pub fn router() -> Router<AppState> {
         .route("/sign-in/email", post(email_code_request))
         .route("/sign-in/email/code", post(email_code))
         .route("/sign-in/link", post(sign_in_link))
-        .route("/sign-in/second-factor", get(second_factor_page).post(second_factor))
-        .route("/sign-in/second-factor/passkey", post(second_factor_passkey_start))
+        .route(
+            "/sign-in/second-factor",
+            get(second_factor_page).post(second_factor),
+        )
+        .route(
+            "/sign-in/second-factor/passkey",
+            post(second_factor_passkey_start),
+        )
         .route("/sign-up", get(sign_up_page).post(sign_up))
         .route("/forgot-password", get(forgot_page).post(forgot))
         .route("/reset-password", get(reset_page).post(reset))
@@ -74,10 +78,24 @@ async fn sign_in_page(
         }
     }
     let login = query.login_hint.unwrap_or_default();
-    sign_in_view(&state, context, StatusCode::OK, &SignInView { next: &next, login: &login, ..Default::default() })
+    sign_in_view(
+        &state,
+        context,
+        StatusCode::OK,
+        &SignInView {
+            next: &next,
+            login: &login,
+            ..Default::default()
+        },
+    )
 }
 
-fn sign_in_view(state: &AppState, mut context: PageContext, status: StatusCode, view: &SignInView<'_>) -> Response {
+fn sign_in_view(
+    state: &AppState,
+    mut context: PageContext,
+    status: StatusCode,
+    view: &SignInView<'_>,
+) -> Response {
     context.form_targets = redirect_target(state, view.next);
     let title = context.t("sign_in_title").to_owned();
     let token = context.form_token(state);
@@ -150,9 +168,22 @@ async fn sign_in(
     if let Err(error) = admit(&state, RouteGroup::Login, &client).await {
         let _ = error;
         let text = context.t("too_many_attempts").to_owned();
-        return sign_in_view(&state, context, StatusCode::TOO_MANY_REQUESTS, &SignInView { next: &next, login: &login, error: Some(&text), ..Default::default() });
+        return sign_in_view(
+            &state,
+            context,
+            StatusCode::TOO_MANY_REQUESTS,
+            &SignInView {
+                next: &next,
+                login: &login,
+                error: Some(&text),
+                ..Default::default()
+            },
+        );
     }
-    let outcome = state.auth.login(&login, &form.secret("password"), &client).await;
+    let outcome = state
+        .auth
+        .login(&login, &form.secret("password"), &client)
+        .await;
     finish_sign_in(&state, context, outcome, &next, &login)
 }
 
@@ -170,20 +201,54 @@ fn finish_sign_in(
             context.redirect(next)
         }
         Err(AuthError::MfaRequired { mfa_token, .. }) => {
-            context.remember(MFA_COOKIE, secrecy::ExposeSecret::expose_secret(&mfa_token), 300);
+            context.remember(
+                MFA_COOKIE,
+                secrecy::ExposeSecret::expose_secret(&mfa_token),
+                300,
+            );
             context.redirect(&format!("/sign-in/second-factor?continue={}", encode(next)))
         }
         Err(AuthError::InvalidCredentials) => {
             let text = context.t("wrong_credentials").to_owned();
-            sign_in_view(state, context, StatusCode::UNAUTHORIZED, &SignInView { next, login, error: Some(&text), ..Default::default() })
+            sign_in_view(
+                state,
+                context,
+                StatusCode::UNAUTHORIZED,
+                &SignInView {
+                    next,
+                    login,
+                    error: Some(&text),
+                    ..Default::default()
+                },
+            )
         }
         Err(AuthError::EmailNotVerified) => {
             let text = context.t("email_not_verified").to_owned();
-            sign_in_view(state, context, StatusCode::FORBIDDEN, &SignInView { next, login, error: Some(&text), ..Default::default() })
+            sign_in_view(
+                state,
+                context,
+                StatusCode::FORBIDDEN,
+                &SignInView {
+                    next,
+                    login,
+                    error: Some(&text),
+                    ..Default::default()
+                },
+            )
         }
         Err(AuthError::InvalidCode) => {
             let text = context.t("wrong_code").to_owned();
-            sign_in_view(state, context, StatusCode::UNAUTHORIZED, &SignInView { next, login, error: Some(&text), ..Default::default() })
+            sign_in_view(
+                state,
+                context,
+                StatusCode::UNAUTHORIZED,
+                &SignInView {
+                    next,
+                    login,
+                    error: Some(&text),
+                    ..Default::default()
+                },
+            )
         }
         Err(error) => context.failure(&error),
     }
@@ -199,17 +264,29 @@ async fn sign_in_passkey(
     body: axum::body::Bytes,
 ) -> Response {
     if !context.form_token_ok(&state, header_token(&headers)) {
-        return context.json(StatusCode::FORBIDDEN, serde_json::json!({"detail": "Form expired"}));
+        return context.json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"detail": "Form expired"}),
+        );
     }
     let Ok(body) = serde_json::from_slice::<PasskeyAnswer>(&body) else {
-        return context.json(StatusCode::BAD_REQUEST, serde_json::json!({"detail": "Malformed credential"}));
+        return context.json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"detail": "Malformed credential"}),
+        );
     };
     let next = safe_continue(body.next.as_deref());
     if admit(&state, RouteGroup::Login, &client).await.is_err() {
-        return context.json(StatusCode::TOO_MANY_REQUESTS, serde_json::json!({"detail": "Too many attempts"}));
+        return context.json(
+            StatusCode::TOO_MANY_REQUESTS,
+            serde_json::json!({"detail": "Too many attempts"}),
+        );
     }
     let outcome = match body.mfa {
-        true => match context.cookie(MFA_COOKIE).map(|token| SecretString::from(token.to_owned())) {
+        true => match context
+            .cookie(MFA_COOKIE)
+            .map(|token| SecretString::from(token.to_owned()))
+        {
             Some(token) => {
                 state
                     .auth
@@ -218,16 +295,22 @@ async fn sign_in_passkey(
             }
             None => Err(AuthError::InvalidMfaToken),
         },
-        false => state.auth.finish_passkey_login(body.credential, &client).await,
+        false => {
+            state
+                .auth
+                .finish_passkey_login(body.credential, &client)
+                .await
+        }
     };
     match outcome {
         Ok(outcome) => {
             context.sign_in(&state, outcome.tokens.session_id);
             context.json(StatusCode::OK, serde_json::json!({"redirect": next}))
         }
-        Err(AuthError::MfaRequired { .. }) | Err(_) => {
-            context.json(StatusCode::UNAUTHORIZED, serde_json::json!({"detail": "The passkey was not accepted"}))
-        }
+        Err(AuthError::MfaRequired { .. }) | Err(_) => context.json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"detail": "The passkey was not accepted"}),
+        ),
     }
 }
 
@@ -242,7 +325,9 @@ struct PasskeyAnswer {
 }
 
 fn header_token(headers: &HeaderMap) -> Option<&str> {
-    headers.get("x-form-token").and_then(|value| value.to_str().ok())
+    headers
+        .get("x-form-token")
+        .and_then(|value| value.to_str().ok())
 }
 
 async fn email_code_request(
@@ -260,13 +345,27 @@ async fn email_code_request(
         Ok(()) => code_view(&state, context, StatusCode::OK, &email, &next, None),
         Err(AuthError::Invalid(_)) => {
             let text = context.t("wrong_code").to_owned();
-            code_view(&state, context, StatusCode::BAD_REQUEST, &email, &next, Some(&text))
+            code_view(
+                &state,
+                context,
+                StatusCode::BAD_REQUEST,
+                &email,
+                &next,
+                Some(&text),
+            )
         }
         Err(error) => context.failure(&error),
     }
 }
 
-fn code_view(state: &AppState, mut context: PageContext, status: StatusCode, email: &str, next: &str, error: Option<&str>) -> Response {
+fn code_view(
+    state: &AppState,
+    mut context: PageContext,
+    status: StatusCode,
+    email: &str,
+    next: &str,
+    error: Option<&str>,
+) -> Response {
     context.form_targets = redirect_target(state, next);
     let title = context.t("sign_in_title").to_owned();
     let main = html! {
@@ -298,12 +397,30 @@ async fn email_code(
     let email = form.text("email");
     if admit(&state, RouteGroup::Login, &client).await.is_err() {
         let text = context.t("too_many_attempts").to_owned();
-        return code_view(&state, context, StatusCode::TOO_MANY_REQUESTS, &email, &next, Some(&text));
+        return code_view(
+            &state,
+            context,
+            StatusCode::TOO_MANY_REQUESTS,
+            &email,
+            &next,
+            Some(&text),
+        );
     }
-    match state.auth.sign_in_with_code(&email, &form.secret("code"), &client).await {
+    match state
+        .auth
+        .sign_in_with_code(&email, &form.secret("code"), &client)
+        .await
+    {
         Err(AuthError::InvalidCode) => {
             let text = context.t("wrong_code").to_owned();
-            code_view(&state, context, StatusCode::UNAUTHORIZED, &email, &next, Some(&text))
+            code_view(
+                &state,
+                context,
+                StatusCode::UNAUTHORIZED,
+                &email,
+                &next,
+                Some(&text),
+            )
         }
         outcome => finish_sign_in(&state, context, outcome, &next, &email),
     }
@@ -336,12 +453,21 @@ async fn sign_in_link(
         return context.expired_form();
     }
     let next = safe_continue(form.get("continue"));
-    match state.auth.sign_in_with_link(&form.secret("token"), &client).await {
+    match state
+        .auth
+        .sign_in_with_link(&form.secret("token"), &client)
+        .await
+    {
         Err(AuthError::InvalidEmailToken | AuthError::InvalidCode) => {
             let title = context.t("link_sign_in_title").to_owned();
             let text = context.t("link_invalid").to_owned();
             let back = context.t("back_to_sign_in").to_owned();
-            context.notice(StatusCode::BAD_REQUEST, &title, &text, Some(("/sign-in", &back)))
+            context.notice(
+                StatusCode::BAD_REQUEST,
+                &title,
+                &text,
+                Some(("/sign-in", &back)),
+            )
         }
         outcome => finish_sign_in(&state, context, outcome, &next, ""),
     }
@@ -365,7 +491,13 @@ async fn second_factor_page(
     second_factor_view(&state, context, StatusCode::OK, &next, None)
 }
 
-fn second_factor_view(state: &AppState, mut context: PageContext, status: StatusCode, next: &str, error: Option<&str>) -> Response {
+fn second_factor_view(
+    state: &AppState,
+    mut context: PageContext,
+    status: StatusCode,
+    next: &str,
+    error: Option<&str>,
+) -> Response {
     context.form_targets = redirect_target(state, next);
     let title = context.t("second_factor_title").to_owned();
     let token = context.form_token(state);
@@ -398,26 +530,61 @@ async fn second_factor(
         return context.expired_form();
     }
     let next = safe_continue(form.get("continue"));
-    let Some(mfa_token) = context.cookie(MFA_COOKIE).map(|token| SecretString::from(token.to_owned())) else {
+    let Some(mfa_token) = context
+        .cookie(MFA_COOKIE)
+        .map(|token| SecretString::from(token.to_owned()))
+    else {
         let text = context.t("second_factor_expired").to_owned();
-        return sign_in_view(&state, context, StatusCode::BAD_REQUEST, &SignInView { next: &next, error: Some(&text), ..Default::default() });
+        return sign_in_view(
+            &state,
+            context,
+            StatusCode::BAD_REQUEST,
+            &SignInView {
+                next: &next,
+                error: Some(&text),
+                ..Default::default()
+            },
+        );
     };
-    let code: String = form.text("code").chars().filter(|c| !c.is_whitespace()).collect();
+    let code: String = form
+        .text("code")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     let factor = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
         SecondFactor::Code(SecretString::from(code))
     } else {
         SecondFactor::RecoveryCode(SecretString::from(code))
     };
-    match state.auth.login_second_factor(&mfa_token, factor, &client).await {
+    match state
+        .auth
+        .login_second_factor(&mfa_token, factor, &client)
+        .await
+    {
         Err(AuthError::InvalidMfaCode) => {
             let text = context.t("wrong_code").to_owned();
-            second_factor_view(&state, context, StatusCode::UNAUTHORIZED, &next, Some(&text))
+            second_factor_view(
+                &state,
+                context,
+                StatusCode::UNAUTHORIZED,
+                &next,
+                Some(&text),
+            )
         }
         Err(AuthError::InvalidMfaToken) => {
             let text = context.t("second_factor_expired").to_owned();
             let mut context = context;
             context.forget(MFA_COOKIE);
-            sign_in_view(&state, context, StatusCode::BAD_REQUEST, &SignInView { next: &next, error: Some(&text), ..Default::default() })
+            sign_in_view(
+                &state,
+                context,
+                StatusCode::BAD_REQUEST,
+                &SignInView {
+                    next: &next,
+                    error: Some(&text),
+                    ..Default::default()
+                },
+            )
         }
         outcome => finish_sign_in(&state, context, outcome, &next, ""),
     }
@@ -430,18 +597,34 @@ async fn second_factor_passkey_start(
     headers: HeaderMap,
 ) -> Response {
     if !context.form_token_ok(&state, header_token(&headers)) {
-        return context.json(StatusCode::FORBIDDEN, serde_json::json!({"detail": "Form expired"}));
+        return context.json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"detail": "Form expired"}),
+        );
     }
-    let Some(mfa_token) = context.cookie(MFA_COOKIE).map(|token| SecretString::from(token.to_owned())) else {
-        return context.json(StatusCode::BAD_REQUEST, serde_json::json!({"detail": "Sign in again"}));
+    let Some(mfa_token) = context
+        .cookie(MFA_COOKIE)
+        .map(|token| SecretString::from(token.to_owned()))
+    else {
+        return context.json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"detail": "Sign in again"}),
+        );
     };
     match state.auth.start_mfa_passkey(&mfa_token).await {
         Ok(options) => context.json(StatusCode::OK, options),
-        Err(_) => context.json(StatusCode::BAD_REQUEST, serde_json::json!({"detail": "No passkey for this step"})),
+        Err(_) => context.json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"detail": "No passkey for this step"}),
+        ),
     }
 }
 
-async fn sign_up_page(State(state): State<AppState>, context: PageContext, Query(query): Query<ContinueQuery>) -> Response {
+async fn sign_up_page(
+    State(state): State<AppState>,
+    context: PageContext,
+    Query(query): Query<ContinueQuery>,
+) -> Response {
     let next = safe_continue(query.next.as_deref());
     sign_up_view(&state, context, StatusCode::OK, &next, ("", ""), &[])
 }
@@ -455,7 +638,12 @@ fn sign_up_view(
     problems: &[(&str, String)],
 ) -> Response {
     context.form_targets = redirect_target(state, next);
-    let problem = |name: &str| problems.iter().find(|(field, _)| *field == name).map(|(_, text)| text.as_str());
+    let problem = |name: &str| {
+        problems
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map(|(_, text)| text.as_str())
+    };
     let title = context.t("sign_up_title").to_owned();
     let min = context.ui.min_password_chars.to_string();
     let main = html! {
@@ -489,7 +677,14 @@ async fn sign_up(
     let (username, email) = (form.text("username"), form.text("email"));
     if admit(&state, RouteGroup::Register, &client).await.is_err() {
         let text = context.t("too_many_attempts").to_owned();
-        return sign_up_view(&state, context, StatusCode::TOO_MANY_REQUESTS, &next, (&username, &email), &[("username", text)]);
+        return sign_up_view(
+            &state,
+            context,
+            StatusCode::TOO_MANY_REQUESTS,
+            &next,
+            (&username, &email),
+            &[("username", text)],
+        );
     }
     let registration = Registration {
         username: username.clone(),
@@ -505,7 +700,10 @@ async fn sign_up(
                 let link = context.t("sign_in_link").to_owned();
                 return context.notice(StatusCode::OK, &title, &text, Some(("/sign-in", &link)));
             }
-            let outcome = state.auth.login(&account.username, &form.secret("password"), &client).await;
+            let outcome = state
+                .auth
+                .login(&account.username, &form.secret("password"), &client)
+                .await;
             finish_sign_in(&state, context, outcome, &next, &username)
         }
         Err(AuthError::Invalid(problems)) => {
@@ -513,15 +711,36 @@ async fn sign_up(
                 .iter()
                 .map(|problem| (problem.field, problem.invalid.message.clone()))
                 .collect();
-            sign_up_view(&state, context, StatusCode::UNPROCESSABLE_ENTITY, &next, (&username, &email), &problems)
+            sign_up_view(
+                &state,
+                context,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &next,
+                (&username, &email),
+                &problems,
+            )
         }
         Err(AuthError::UsernameTaken) => {
             let text = "Username already registered".to_owned();
-            sign_up_view(&state, context, StatusCode::BAD_REQUEST, &next, (&username, &email), &[("username", text)])
+            sign_up_view(
+                &state,
+                context,
+                StatusCode::BAD_REQUEST,
+                &next,
+                (&username, &email),
+                &[("username", text)],
+            )
         }
         Err(AuthError::EmailTaken) => {
             let text = "Email already registered".to_owned();
-            sign_up_view(&state, context, StatusCode::BAD_REQUEST, &next, (&username, &email), &[("email", text)])
+            sign_up_view(
+                &state,
+                context,
+                StatusCode::BAD_REQUEST,
+                &next,
+                (&username, &email),
+                &[("email", text)],
+            )
         }
         Err(error) => context.failure(&error),
     }
@@ -531,7 +750,13 @@ async fn forgot_page(State(state): State<AppState>, context: PageContext) -> Res
     forgot_view(&state, context, StatusCode::OK, None, None)
 }
 
-fn forgot_view(state: &AppState, context: PageContext, status: StatusCode, sent: Option<&str>, error: Option<&str>) -> Response {
+fn forgot_view(
+    state: &AppState,
+    context: PageContext,
+    status: StatusCode,
+    sent: Option<&str>,
+    error: Option<&str>,
+) -> Response {
     let title = context.t("forgot_title").to_owned();
     let main = html! {
         h1 { (title) }
@@ -558,14 +783,27 @@ async fn forgot(
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
     }
-    match state.auth.forgot_password(&form.text("email"), &client).await {
+    match state
+        .auth
+        .forgot_password(&form.text("email"), &client)
+        .await
+    {
         Ok(()) => {
             let text = context.t("forgot_sent").to_owned();
             forgot_view(&state, context, StatusCode::OK, Some(&text), None)
         }
         Err(AuthError::Invalid(problems)) => {
-            let text = problems.first().map(|p| p.invalid.message.clone()).unwrap_or_default();
-            forgot_view(&state, context, StatusCode::UNPROCESSABLE_ENTITY, None, Some(&text))
+            let text = problems
+                .first()
+                .map(|p| p.invalid.message.clone())
+                .unwrap_or_default();
+            forgot_view(
+                &state,
+                context,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(&text),
+            )
         }
         Err(error) => context.failure(&error),
     }
@@ -576,12 +814,22 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-async fn reset_page(State(state): State<AppState>, context: PageContext, Query(query): Query<TokenQuery>) -> Response {
+async fn reset_page(
+    State(state): State<AppState>,
+    context: PageContext,
+    Query(query): Query<TokenQuery>,
+) -> Response {
     let token = query.token.unwrap_or_default();
     reset_view(&state, context, StatusCode::OK, &token, None)
 }
 
-fn reset_view(state: &AppState, context: PageContext, status: StatusCode, token: &str, error: Option<&str>) -> Response {
+fn reset_view(
+    state: &AppState,
+    context: PageContext,
+    status: StatusCode,
+    token: &str,
+    error: Option<&str>,
+) -> Response {
     let title = context.t("reset_title").to_owned();
     let min = context.ui.min_password_chars.to_string();
     let main = html! {
@@ -608,7 +856,11 @@ async fn reset(
     let token = form.text("token");
     match state
         .auth
-        .reset_password(&SecretString::from(token.clone()), &form.secret("new_password"), &client)
+        .reset_password(
+            &SecretString::from(token.clone()),
+            &form.secret("new_password"),
+            &client,
+        )
         .await
     {
         Ok(()) => {
@@ -619,20 +871,40 @@ async fn reset(
             context.notice(StatusCode::OK, &title, &text, Some(("/sign-in", &link)))
         }
         Err(AuthError::Invalid(problems)) => {
-            let text = problems.first().map(|p| p.invalid.message.clone()).unwrap_or_default();
-            reset_view(&state, context, StatusCode::UNPROCESSABLE_ENTITY, &token, Some(&text))
+            let text = problems
+                .first()
+                .map(|p| p.invalid.message.clone())
+                .unwrap_or_default();
+            reset_view(
+                &state,
+                context,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &token,
+                Some(&text),
+            )
         }
         Err(AuthError::InvalidEmailToken) => {
             let title = context.t("reset_title").to_owned();
             let text = context.t("link_invalid").to_owned();
-            context.notice(StatusCode::BAD_REQUEST, &title, &text, Some(("/forgot-password", "Reset your password")))
+            context.notice(
+                StatusCode::BAD_REQUEST,
+                &title,
+                &text,
+                Some(("/forgot-password", "Reset your password")),
+            )
         }
         Err(error) => context.failure(&error),
     }
 }
 
 /// A page with one button that posts the link's token.
-fn confirm_view(state: &AppState, context: PageContext, action: &str, keys: (&str, &str, &str), token: &str) -> Response {
+fn confirm_view(
+    state: &AppState,
+    context: PageContext,
+    action: &str,
+    keys: (&str, &str, &str),
+    token: &str,
+) -> Response {
     let (title_key, lead_key, button_key) = keys;
     let title = context.t(title_key).to_owned();
     let main: Markup = html! {
@@ -647,9 +919,19 @@ fn confirm_view(state: &AppState, context: PageContext, action: &str, keys: (&st
     context.render(StatusCode::OK, &title, main)
 }
 
-async fn verify_page(State(state): State<AppState>, context: PageContext, Query(query): Query<TokenQuery>) -> Response {
+async fn verify_page(
+    State(state): State<AppState>,
+    context: PageContext,
+    Query(query): Query<TokenQuery>,
+) -> Response {
     let token = query.token.unwrap_or_default();
-    confirm_view(&state, context, "/verify-email", ("verify_title", "verify_lead", "verify_button_email"), &token)
+    confirm_view(
+        &state,
+        context,
+        "/verify-email",
+        ("verify_title", "verify_lead", "verify_button_email"),
+        &token,
+    )
 }
 
 async fn verify(
@@ -661,13 +943,26 @@ async fn verify(
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
     }
-    let outcome = state.auth.verify_email(&form.secret("token"), &client).await;
+    let outcome = state
+        .auth
+        .verify_email(&form.secret("token"), &client)
+        .await;
     link_outcome(context, outcome, "verify_title", "verify_done")
 }
 
-async fn change_page(State(state): State<AppState>, context: PageContext, Query(query): Query<TokenQuery>) -> Response {
+async fn change_page(
+    State(state): State<AppState>,
+    context: PageContext,
+    Query(query): Query<TokenQuery>,
+) -> Response {
     let token = query.token.unwrap_or_default();
-    confirm_view(&state, context, "/confirm-email-change", ("change_title", "change_lead", "change_button"), &token)
+    confirm_view(
+        &state,
+        context,
+        "/confirm-email-change",
+        ("change_title", "change_lead", "change_button"),
+        &token,
+    )
 }
 
 async fn change(
@@ -679,11 +974,19 @@ async fn change(
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
     }
-    let outcome = state.auth.confirm_email_change(&form.secret("token"), &client).await;
+    let outcome = state
+        .auth
+        .confirm_email_change(&form.secret("token"), &client)
+        .await;
     link_outcome(context, outcome, "change_title", "change_done")
 }
 
-fn link_outcome(context: PageContext, outcome: Result<(), AuthError>, title_key: &str, done_key: &str) -> Response {
+fn link_outcome(
+    context: PageContext,
+    outcome: Result<(), AuthError>,
+    title_key: &str,
+    done_key: &str,
+) -> Response {
     let title = context.t(title_key).to_owned();
     let link = context.t("continue").to_owned();
     match outcome {
@@ -693,7 +996,12 @@ fn link_outcome(context: PageContext, outcome: Result<(), AuthError>, title_key:
         }
         Err(AuthError::InvalidEmailToken | AuthError::Invalid(_)) => {
             let text = context.t("link_invalid").to_owned();
-            context.notice(StatusCode::BAD_REQUEST, &title, &text, Some(("/account", &link)))
+            context.notice(
+                StatusCode::BAD_REQUEST,
+                &title,
+                &text,
+                Some(("/account", &link)),
+            )
         }
         Err(error) => context.failure(&error),
     }
@@ -708,7 +1016,10 @@ async fn sign_out(
         return context.expired_form();
     }
     if let Ok(Some(session)) = context.session(&state).await
-        && let Err(error) = state.auth.end_browser_session(session.principal.session_id).await
+        && let Err(error) = state
+            .auth
+            .end_browser_session(session.principal.session_id)
+            .await
     {
         return context.failure(&error);
     }

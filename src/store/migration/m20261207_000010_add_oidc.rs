@@ -3,7 +3,9 @@
 //! hashes), consents given, and which client and scopes a session serves.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{boolean, string_len, string_len_null, text, text_null, uuid, uuid_null};
+use sea_orm_migration::schema::{
+    boolean, string_len, string_len_null, text, text_null, uuid, uuid_null,
+};
 
 use super::{optional_timestamp, timestamp, with_table_options};
 
