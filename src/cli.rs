@@ -177,6 +177,9 @@ enum ClientsCommand {
         /// One of your own apps: users are not asked for consent.
         #[arg(long)]
         first_party: bool,
+        /// A machine client: may get tokens for itself (client credentials).
+        #[arg(long)]
+        client_credentials: bool,
         /// The scopes it may ask for (default for apps: all of openid,
         /// profile, email, offline_access; for machine clients: the scopes
         /// its tokens carry).
@@ -521,6 +524,7 @@ async fn clients(settings: Settings, command: ClientsCommand) -> CommandResult {
             post_logout_redirect_uris,
             public,
             first_party,
+            client_credentials,
             scopes,
         } => {
             if public && redirect_uris.is_empty() {
@@ -532,6 +536,7 @@ async fn clients(settings: Settings, command: ClientsCommand) -> CommandResult {
                 post_logout_redirect_uris,
                 public,
                 first_party,
+                client_credentials,
                 scopes: scopes
                     .iter()
                     .flat_map(|scope| scope.split_whitespace())
@@ -554,7 +559,8 @@ async fn clients(settings: Settings, command: ClientsCommand) -> CommandResult {
         ClientsCommand::List => {
             for client in auth.list_clients().await? {
                 let kind = match (client.redirect_uris.is_empty(), client.public) {
-                    (true, _) => "machine",
+                    (true, _) if client.client_credentials => "machine",
+                    (true, _) => "introspection",
                     (false, true) => "public",
                     (false, false) => "confidential",
                 };

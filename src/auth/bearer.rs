@@ -24,6 +24,10 @@ struct Verified {
     session_id: Uuid,
     username: Arc<str>,
     exp: i64,
+    /// Issued to a third-party client through `/authorize`: good for
+    /// `/userinfo` and the client's own resource servers, never for
+    /// latchkey's account and admin API.
+    third_party: bool,
 }
 
 pub(crate) struct VerifiedTokens {
@@ -64,6 +68,19 @@ impl Auth {
     /// The caller behind a bearer token: it verifies (or verified before and
     /// has not expired), its session is not revoked and its user not disabled.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        let (principal, third_party) = self.authenticate_any(token).await?;
+        if third_party {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(principal)
+    }
+
+    /// [`Self::authenticate`], also for a third-party client's token (for
+    /// `/userinfo` and introspection); tells which it is.
+    pub(crate) async fn authenticate_any(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, bool), AuthError> {
         let now = self.clock.now().timestamp();
         let verified = match self.verified.get(token, now) {
             Some(verified) => verified,
@@ -72,12 +89,21 @@ impl Auth {
                     tracing::debug!(error = %crate::telemetry::error_chain(&error), "bearer token refused");
                     AuthError::InvalidToken
                 })?;
+                let third_party = match claims.extra.get("client_id").and_then(|id| id.as_str()) {
+                    Some(client_id) => !self
+                        .store
+                        .find_client(client_id)
+                        .await?
+                        .is_some_and(|client| client.first_party),
+                    None => false,
+                };
                 let verified = match claims.account_ids() {
                     Some((user_id, session_id)) => Verified {
                         user_id,
                         session_id,
                         username: Arc::from(claims.preferred_username),
                         exp: claims.exp,
+                        third_party,
                     },
                     None if self.tokens.is_origin_shaped() => {
                         self.origin_token(&claims.sub, claims.exp).await?
@@ -94,11 +120,14 @@ impl Auth {
         {
             return Err(AuthError::InvalidToken);
         }
-        Ok(Principal {
-            user_id: verified.user_id,
-            username: verified.username,
-            session_id: verified.session_id,
-        })
+        Ok((
+            Principal {
+                user_id: verified.user_id,
+                username: verified.username,
+                session_id: verified.session_id,
+            },
+            verified.third_party,
+        ))
     }
 
     /// Once per token and instance (the verification is remembered after):
@@ -138,6 +167,7 @@ impl Auth {
             session_id: Uuid::nil(),
             username: Arc::from(user.username),
             exp,
+            third_party: false,
         })
     }
 

@@ -21,6 +21,8 @@ pub enum AuthError {
     ClientSettings(&'static str),
     #[error("a requested scope is not allowed for this client")]
     InvalidScope,
+    #[error("this client may not use this grant")]
+    UnauthorizedClient,
     #[error("Username already registered")]
     UsernameTaken,
     #[error("Email already registered")]

@@ -54,7 +54,7 @@ impl Auth {
         token: &str,
     ) -> Result<Introspection, AuthError> {
         self.authenticate_client(client_id, client_secret).await?;
-        match self.authenticate(token).await {
+        match self.authenticate_any(token).await {
             Ok(_) => Ok(Introspection::Active(Box::new(
                 self.verify_access_token(token)?,
             ))),

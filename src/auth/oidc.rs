@@ -52,17 +52,15 @@ pub struct RedirectError {
     pub description: &'static str,
 }
 
-/// What `prompt` asked for.
+/// What `prompt` asked for (a set: `login consent` asks for both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Prompt {
-    #[default]
-    Default,
+pub struct Prompt {
     /// Answer at once: `login_required` or `consent_required` rather than a page.
-    None,
+    pub none: bool,
     /// Sign in again even with a session.
-    Login,
+    pub login: bool,
     /// Ask for consent even when it was given before.
-    Consent,
+    pub consent: bool,
 }
 
 /// An authorization request whose client and redirect URI are proven.
@@ -77,6 +75,8 @@ pub struct AuthorizationRequest {
     pub prompt: Prompt,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// Sent back from `prompt=login`: the sign-in must be this recent (Unix time).
+    pub signed_in_after: Option<i64>,
 }
 
 impl AuthorizationRequest {
@@ -130,6 +130,8 @@ pub struct NewClient {
     pub public: bool,
     pub first_party: bool,
     pub scopes: Vec<String>,
+    /// A machine client, allowed the client-credentials grant.
+    pub client_credentials: bool,
 }
 
 /// A consent, for the account page.
@@ -199,28 +201,21 @@ fn at_hash(access_token: &str, algorithm: &str) -> String {
     URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
 }
 
-/// Parses the query of an authorization request. A client whose identity
-/// or redirect URI cannot be established gets an error page; any other
-/// problem goes back to the redirect URI.
+/// `prompt`'s values (OpenID Connect Core section 3.1.2.1); `none` stands alone.
 pub fn parse_prompt(value: Option<&str>) -> Result<Prompt, &'static str> {
-    let Some(value) = value else {
-        return Ok(Prompt::Default);
-    };
-    let values: Vec<&str> = value.split_whitespace().collect();
-    if values.contains(&"none") && values.len() > 1 {
-        return Err("prompt=none cannot be combined with other values");
-    }
-    let mut prompt = Prompt::Default;
-    for value in values {
-        prompt = match value {
-            "none" => Prompt::None,
-            "login" => Prompt::Login,
-            // `login consent` signs in again; consent is asked after.
-            "consent" if prompt == Prompt::Login => Prompt::Login,
-            "consent" => Prompt::Consent,
-            "select_account" => prompt,
+    let mut prompt = Prompt::default();
+    let values: Vec<&str> = value.unwrap_or_default().split_whitespace().collect();
+    for value in &values {
+        match *value {
+            "none" => prompt.none = true,
+            "login" => prompt.login = true,
+            "consent" => prompt.consent = true,
+            "select_account" => {}
             _ => return Err("prompt has an unknown value"),
-        };
+        }
+    }
+    if prompt.none && values.len() > 1 {
+        return Err("prompt=none cannot be combined with other values");
     }
     Ok(prompt)
 }
@@ -300,6 +295,15 @@ impl Auth {
             .any(|value| value.chars().count() > MAX_PARAMETER_CHARS)
         {
             return Err(refuse("invalid_request", "a parameter is too long"));
+        }
+        if params
+            .values()
+            .any(|value| value.chars().any(char::is_control))
+        {
+            return Err(refuse(
+                "invalid_request",
+                "a parameter holds control characters",
+            ));
         }
         if !self.oidc_available() {
             return Err(refuse(
@@ -404,7 +408,15 @@ impl Auth {
                     })?,
             ),
         };
+        let signed_in_after = match params.get("login_after") {
+            None => None,
+            Some(value) => Some(
+                self.login_after(value)
+                    .ok_or_else(|| refuse("invalid_request", "login_after is not valid"))?,
+            ),
+        };
         Ok(AuthorizationRequest {
+            signed_in_after,
             redirect_uri: redirect_uri.clone(),
             scopes,
             state,
@@ -425,6 +437,26 @@ impl Auth {
     ) -> bool {
         let age = (self.clock.now() - session.auth_time).num_seconds();
         request.max_age.is_some_and(|max| age > max)
+            || request
+                .signed_in_after
+                .is_some_and(|after| session.auth_time.timestamp() < after)
+    }
+
+    /// The value of `login_after`, which a request sent to sign in again
+    /// (`prompt=login`) comes back with: the time, and a MAC so that no one
+    /// can make a request that asks for less.
+    pub fn login_after_now(&self) -> String {
+        let now = self.clock.now().timestamp().to_string();
+        let mac = self.sealer.keyed_hash(&now, "login-after");
+        format!("{now}.{mac}")
+    }
+
+    fn login_after(&self, value: &str) -> Option<i64> {
+        let (time, mac) = value.split_once('.')?;
+        let expected = self.sealer.keyed_hash(time, "login-after");
+        bool::from(expected.as_bytes().ct_eq(mac.as_bytes()))
+            .then(|| time.parse().ok())
+            .flatten()
     }
 
     /// Whether `user` must be asked before `client` gets `scopes`.
@@ -436,7 +468,7 @@ impl Auth {
         if request.client.first_party {
             return Ok(false);
         }
-        if request.prompt == Prompt::Consent {
+        if request.prompt.consent {
             return Ok(true);
         }
         let given = self.store.find_consent(user_id, &request.client.id).await?;
@@ -497,9 +529,15 @@ impl Auth {
         Ok(given)
     }
 
-    /// Withdraws a consent: the client must ask again.
+    /// Withdraws a consent: the client's sessions end (its tokens stop, its
+    /// refresh tokens with them) and it must ask again.
     pub async fn revoke_consent(&self, user_id: Uuid, client_id: &str) -> Result<bool, AuthError> {
-        Ok(self.store.delete_consent(user_id, client_id).await?)
+        let had = self.store.delete_consent(user_id, client_id).await?;
+        self.store
+            .revoke_client_sessions(user_id, client_id, "consent_revoked", self.clock.now())
+            .await?;
+        self.sync_revocations().await?;
+        Ok(had)
     }
 
     /// A code for `request`, for the browser's signed-in user.
@@ -546,9 +584,10 @@ impl Auth {
             return Err(AuthError::InvalidGrant("the code is invalid or expired"));
         }
         let session_id = Uuid::now_v7();
+        let code_hash = hash_secret(code);
         let record = match self
             .store
-            .spend_code(&hash_secret(code), session_id, self.clock.now())
+            .spend_code(&code_hash, &client.id, session_id, self.clock.now())
             .await?
         {
             CodeUse::Fresh(record) => record,
@@ -563,11 +602,6 @@ impl Auth {
                 return Err(AuthError::InvalidGrant("the code is invalid or expired"));
             }
         };
-        if record.client_id != client.id {
-            return Err(AuthError::InvalidGrant(
-                "the code was issued to another client",
-            ));
-        }
         if redirect_uri != Some(record.redirect_uri.as_str()) {
             return Err(AuthError::InvalidGrant(
                 "redirect_uri differs from the authorization request's",
@@ -613,9 +647,19 @@ impl Auth {
                 user.email_verified_at.is_some(),
                 &methods,
                 context,
-                Some((&client.id, &record.scope)),
+                Some(super::sessions::ClientGrant {
+                    id: &client.id,
+                    scope: &record.scope,
+                    first_party: client.first_party,
+                }),
             )
             .await?;
+        // A replay that came while the session was being opened found no
+        // session to end: this one ends it instead.
+        if self.store.code_replayed(&code_hash).await? {
+            self.end_session(session_id, "code_replayed").await?;
+            return Err(AuthError::InvalidGrant("the code was already used"));
+        }
         let scopes: Vec<&str> = record.scope.split_whitespace().collect();
         let id_token = if scopes.contains(&"openid") {
             Some(self.id_token(&user, &client.id, &record, &tokens)?)
@@ -664,7 +708,7 @@ impl Auth {
     /// `/userinfo` for a bearer token: what its scopes allow (every claim for
     /// a token from the password grant, which has no scope).
     pub async fn userinfo(&self, token: &str) -> Result<Value, AuthError> {
-        let principal = self.authenticate(token).await?;
+        let (principal, _) = self.authenticate_any(token).await?;
         let claims = self.verify_access_token(token)?;
         let user = self
             .store
@@ -692,6 +736,9 @@ impl Auth {
         let client = self.authenticate_token_client(credentials).await?;
         if client.public {
             return Err(AuthError::InvalidClient);
+        }
+        if !client.client_credentials {
+            return Err(AuthError::UnauthorizedClient);
         }
         if !self.oidc_available() {
             return Err(AuthError::InvalidGrant(
@@ -750,7 +797,7 @@ impl Auth {
 
     /// The client calling the token endpoint: a confidential client by its
     /// secret, a public one by its id alone.
-    async fn authenticate_token_client(
+    pub(crate) async fn authenticate_token_client(
         &self,
         credentials: &ClientCredentials,
     ) -> Result<ClientRecord, AuthError> {
@@ -835,6 +882,7 @@ impl Auth {
                 public: new.public,
                 first_party: new.first_party,
                 scopes: new.scopes.clone(),
+                client_credentials: new.client_credentials,
             })
             .await?;
         Ok(super::CreatedClient {
@@ -961,7 +1009,7 @@ fn user_claims(claims: &mut Value, user: &UserRecord, scopes: &[&str]) {
         if let Some(locale) = &user.locale {
             claims["locale"] = json!(locale);
         }
-        claims["updated_at"] = json!(user.created_at.timestamp());
+        claims["updated_at"] = json!(user.updated_at.timestamp());
     }
     if scopes.contains(&"email") {
         claims["email"] = json!(user.email);
@@ -1014,10 +1062,21 @@ mod tests {
 
     #[test]
     fn prompt_values_combine_as_the_specification_says() {
-        assert_eq!(parse_prompt(None), Ok(Prompt::Default));
-        assert_eq!(parse_prompt(Some("none")), Ok(Prompt::None));
-        assert_eq!(parse_prompt(Some("login consent")), Ok(Prompt::Login));
-        assert_eq!(parse_prompt(Some("consent")), Ok(Prompt::Consent));
+        let prompt = |none, login, consent| Prompt {
+            none,
+            login,
+            consent,
+        };
+        assert_eq!(parse_prompt(None), Ok(Prompt::default()));
+        assert_eq!(parse_prompt(Some("none")), Ok(prompt(true, false, false)));
+        assert_eq!(
+            parse_prompt(Some("login consent")),
+            Ok(prompt(false, true, true))
+        );
+        assert_eq!(
+            parse_prompt(Some("consent select_account")),
+            Ok(prompt(false, false, true))
+        );
         assert!(parse_prompt(Some("none login")).is_err());
         assert!(parse_prompt(Some("bogus")).is_err());
     }

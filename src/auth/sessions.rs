@@ -25,6 +25,16 @@ pub struct ClientContext {
     pub languages: Vec<String>,
 }
 
+/// The client a session is opened for, through `/authorize`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientGrant<'a> {
+    pub id: &'a str,
+    /// The scopes granted, space-separated.
+    pub scope: &'a str,
+    /// Its tokens carry the account's roles and `app_metadata` (others' do not).
+    pub first_party: bool,
+}
+
 /// What a successful login or refresh hands out.
 pub struct TokenPair {
     pub access: IssuedToken,
@@ -63,7 +73,8 @@ impl Auth {
     }
 
     /// [`Self::open_session`] with the id chosen, for a client of
-    /// `/authorize` when `client` (its id and granted scopes) is given.
+    /// `/authorize` when `client` (its id and granted scopes) is given;
+    /// roles and `app_metadata` only for first-party clients.
     pub(crate) async fn open_client_session(
         &self,
         session_id: Uuid,
@@ -71,8 +82,10 @@ impl Auth {
         email_verified: bool,
         methods: &super::AuthMethods,
         context: &ClientContext,
-        client: Option<(&str, &str)>,
+        client: Option<ClientGrant<'_>>,
     ) -> Result<TokenPair, AuthError> {
+        let first_party = client.is_none_or(|client| client.first_party);
+        let client = client.map(|client| (client.id, client.scope));
         let (user_id, credential_version) = (user.id, user.credential_version);
         let now = self.clock.now();
         let (refresh_token, refresh_hash) = new_secret()?;
@@ -105,9 +118,10 @@ impl Auth {
             session_id,
             email_verified,
             methods,
+            // A third-party client gets who the user is, not what they may do here.
             super::tokens::Grants {
-                roles: &user.roles,
-                app_metadata: user.app_metadata.as_deref(),
+                roles: if first_party { &user.roles } else { &[] },
+                app_metadata: user.app_metadata.as_deref().filter(|_| first_party),
                 client,
             },
         )?;
@@ -125,6 +139,7 @@ impl Auth {
         &self,
         presented: &SecretString,
         context: &ClientContext,
+        credentials: &super::ClientCredentials,
     ) -> Result<TokenPair, AuthError> {
         let presented = presented.expose_secret();
         if presented.is_empty() || presented.len() > MAX_REFRESH_TOKEN_BYTES {
@@ -182,6 +197,22 @@ impl Auth {
             self.end_session(session.id, "user_disabled").await?;
             return Err(AuthError::InvalidGrant("the account is disabled"));
         }
+        // A session opened for a client refreshes only for that client,
+        // authenticated as it must be (RFC 6749 section 6). The successor is
+        // not handed out otherwise; the client's own retry within the grace
+        // window still gets it.
+        let first_party = match &session.client_id {
+            Some(client_id) => {
+                let client = self.authenticate_token_client(credentials).await?;
+                if client.id != *client_id {
+                    return Err(AuthError::InvalidGrant(
+                        "the refresh token was issued to another client",
+                    ));
+                }
+                client.first_party
+            }
+            None => true,
+        };
         let access = self.tokens.issue_with(
             user.id,
             &user.username,
@@ -189,8 +220,8 @@ impl Auth {
             user.email_verified_at.is_some(),
             &super::AuthMethods::parse(session.amr.as_deref()),
             super::tokens::Grants {
-                roles: &user.roles,
-                app_metadata: user.app_metadata.as_deref(),
+                roles: if first_party { &user.roles } else { &[] },
+                app_metadata: user.app_metadata.as_deref().filter(|_| first_party),
                 client: session.client_id.as_deref().zip(session.scope.as_deref()),
             },
         )?;

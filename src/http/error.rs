@@ -219,7 +219,8 @@ impl From<AuthError> for ApiError {
             | AuthError::TooManyPasskeys
             | AuthError::NoPasskey
             | AuthError::ClientSettings(_)
-            | AuthError::InvalidScope => Self::BadRequest(error.to_string()),
+            | AuthError::InvalidScope
+            | AuthError::UnauthorizedClient => Self::BadRequest(error.to_string()),
             AuthError::RoleExists => Self::Conflict(error.to_string()),
             AuthError::UserNotFound | AuthError::WebhookNotFound => {
                 Self::NotFoundDetail(error.to_string())

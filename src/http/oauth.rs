@@ -130,6 +130,9 @@ impl OAuthError {
                 "invalid_scope",
                 "a requested scope is not allowed for this client",
             ),
+            AuthError::UnauthorizedClient => {
+                Self::new("unauthorized_client", "this client may not use this grant")
+            }
             AuthError::EmailNotVerified => Self::new("invalid_grant", "Email not verified"),
             AuthError::MfaRequired { mfa_token, methods } => Self {
                 mfa: Some(Box::new(MfaRequired::new(&mfa_token, methods))),
@@ -279,7 +282,12 @@ async fn token(
         }
         "refresh_token" => {
             let refresh_token = SecretString::from(form.required("refresh_token")?);
-            state.auth.refresh(&refresh_token, &client).await
+            // Only a session opened for a client needs one; others ignore it.
+            let credentials = client_credentials(&headers, &mut form).unwrap_or_default();
+            state
+                .auth
+                .refresh(&refresh_token, &client, &credentials)
+                .await
         }
         _ => {
             return Err(OAuthError::new(
@@ -507,33 +515,43 @@ async fn discovery(State(state): State<AppState>) -> Json<Value> {
     let metadata = state.auth.provider_metadata();
     let issuer = metadata.issuer;
     let algorithm = metadata.signing_algorithm;
-    Json(json!({
+    let mut metadata = json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "token_endpoint": format!("{issuer}/oauth/token"),
         "revocation_endpoint": format!("{issuer}/oauth/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),
         "userinfo_endpoint": format!("{issuer}/userinfo"),
-        "authorization_endpoint": format!("{issuer}/authorize"),
-        "end_session_endpoint": format!("{issuer}/end-session"),
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "password"],
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "scopes_supported": crate::auth::SUPPORTED_SCOPES,
-        "code_challenge_methods_supported": ["S256"],
-        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "grant_types_supported": ["refresh_token", "password"],
+        "response_types_supported": [],
         "subject_types_supported": ["public"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
         "id_token_signing_alg_values_supported": [algorithm],
-        "userinfo_signing_alg_values_supported": ["none"],
-        "authorization_response_iss_parameter_supported": true,
-        "claims_parameter_supported": false,
-        "request_parameter_supported": false,
-        "request_uri_parameter_supported": false,
-        "claims_supported": ["iss", "aud", "sub", "sid", "auth_time", "nonce", "at_hash", "azp", "preferred_username", "name", "locale", "updated_at", "email", "email_verified", "amr", "acr", "roles", "iat", "nbf", "exp", "jti"],
-    }))
+        "claims_supported": ["iss", "aud", "sub", "sid", "auth_time", "nonce", "at_hash", "azp", "preferred_username", "name", "locale", "updated_at", "email", "email_verified", "amr", "acr", "iat", "exp"],
+    });
+    // `SECRET_KEY` mode publishes no keys, so it cannot sign ID tokens.
+    if state.auth.oidc_available() {
+        let oidc = json!({
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "end_session_endpoint": format!("{issuer}/end-session"),
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "password"],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "scopes_supported": crate::auth::SUPPORTED_SCOPES,
+            "code_challenge_methods_supported": ["S256"],
+            "prompt_values_supported": ["none", "login", "consent", "select_account"],
+            "authorization_response_iss_parameter_supported": true,
+            "claims_parameter_supported": false,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+        });
+        for (key, value) in oidc.as_object().into_iter().flatten() {
+            metadata[key] = value.clone();
+        }
+    }
+    Json(metadata)
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub struct ClientRecord {
     pub first_party: bool,
     /// The scopes it may ask for.
     pub scopes: Vec<String>,
+    /// A machine client: may use the client-credentials grant.
+    pub client_credentials: bool,
 }
 
 fn list(text: Option<&str>) -> Vec<String> {
@@ -50,6 +52,7 @@ impl From<client::Model> for ClientRecord {
             created_at: row.created_at,
             public: row.is_public,
             first_party: row.first_party,
+            client_credentials: row.client_credentials,
         }
     }
 }
@@ -70,6 +73,7 @@ impl Store {
             is_public: Set(client.public),
             first_party: Set(client.first_party),
             scopes: Set((!client.scopes.is_empty()).then(|| client.scopes.join(" "))),
+            client_credentials: Set(client.client_credentials),
         })
         .exec_without_returning(&self.writer)
         .await

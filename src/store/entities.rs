@@ -155,6 +155,8 @@ pub mod client {
         pub first_party: bool,
         /// Space-separated scopes the client may ask for.
         pub scopes: Option<String>,
+        /// May use the client-credentials grant.
+        pub client_credentials: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -516,6 +518,8 @@ pub mod authorization_code {
         pub expires_at: DateTimeUtc,
         pub used_at: Option<DateTimeUtc>,
         pub issued_session_id: Option<Uuid>,
+        /// Set when a spent code is presented again.
+        pub replayed_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

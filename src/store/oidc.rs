@@ -89,6 +89,7 @@ impl Store {
             expires_at: Set(code.expires_at),
             used_at: Set(None),
             issued_session_id: Set(None),
+            replayed_at: Set(None),
         })
         .exec_without_returning(&self.writer)
         .await
@@ -102,6 +103,7 @@ impl Store {
     pub async fn spend_code(
         &self,
         code_hash: &str,
+        client_id: &str,
         session_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<CodeUse, StoreError> {
@@ -113,6 +115,8 @@ impl Store {
                     Expr::value(session_id),
                 )
                 .filter(authorization_code::Column::CodeHash.eq(code_hash))
+                // Another client's code is not theirs to spend (or to burn).
+                .filter(authorization_code::Column::ClientId.eq(client_id))
                 .filter(authorization_code::Column::UsedAt.is_null())
                 .filter(authorization_code::Column::ExpiresAt.gt(now))
                 .exec(&self.writer)
@@ -123,13 +127,31 @@ impl Store {
         let row = authorization_code::Entity::find_by_id(code_hash)
             .one(&self.writer)
             .await?;
-        Ok(match row {
-            Some(row) if spent == 1 => CodeUse::Fresh(Box::new(row.into())),
-            Some(row) if row.used_at.is_some() => CodeUse::Replayed {
-                issued_session_id: row.issued_session_id,
-            },
-            _ => CodeUse::Invalid,
-        })
+        match row {
+            Some(row) if spent == 1 => Ok(CodeUse::Fresh(Box::new(row.into()))),
+            Some(row) if row.used_at.is_some() && row.client_id == client_id => {
+                // Marked first, so an exchange still opening its session
+                // sees the mark when it checks (see `code_replayed`).
+                authorization_code::Entity::update_many()
+                    .col_expr(authorization_code::Column::ReplayedAt, Expr::value(now))
+                    .filter(authorization_code::Column::CodeHash.eq(code_hash))
+                    .exec(&self.writer)
+                    .await?;
+                Ok(CodeUse::Replayed {
+                    issued_session_id: row.issued_session_id,
+                })
+            }
+            _ => Ok(CodeUse::Invalid),
+        }
+    }
+
+    /// Whether a code was presented again after it was spent.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn code_replayed(&self, code_hash: &str) -> Result<bool, StoreError> {
+        Ok(authorization_code::Entity::find_by_id(code_hash)
+            .one(&self.writer)
+            .await?
+            .is_some_and(|row| row.replayed_at.is_some()))
     }
 
     /// Purges codes that expired a day ago or more.

@@ -385,6 +385,26 @@ impl Store {
         .await
     }
 
+    /// Revokes every live session a user opened for one client.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn revoke_client_sessions(
+        &self,
+        user_id: Uuid,
+        client_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let condition = sea_orm::Condition::all()
+            .add(session::Column::UserId.eq(user_id))
+            .add(session::Column::ClientId.eq(client_id));
+        with_retry(|| async {
+            revoke_where(&self.writer, condition.clone(), reason, now)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
     /// Sessions revoked after `since`, for the in-memory revocation set.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn revoked_since(

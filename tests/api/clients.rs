@@ -207,6 +207,7 @@ fn the_hosted_pages_work_end_to_end_in_chromium() {
         )
         .env("LATCHKEY_MAIL_POLL_MILLISECONDS", "100")
         .env("LATCHKEY_PRODUCT_NAME", "Acme")
+        .env("LATCHKEY_EMAIL_SIGN_IN", "on")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(directory.path().join("server.log")).unwrap());
     let created = run_ok(

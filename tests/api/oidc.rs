@@ -141,6 +141,7 @@ async fn client(app: &TestApp, public: bool, first_party: bool) -> (String, Opti
             public,
             first_party,
             scopes: Vec::new(),
+            client_credentials: false,
         })
         .await
         .unwrap();
@@ -378,6 +379,11 @@ async fn a_replayed_code_fails_and_ends_what_the_first_exchange_opened() {
         json_with_status(stolen, 400).await["error"],
         "invalid_grant"
     );
+    // ...nor burn it: the client it was issued to still can.
+    assert_eq!(
+        exchange(&app, &client_id, &code, VERIFIER).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -461,7 +467,14 @@ async fn a_third_party_client_gets_consent_once_and_the_user_can_withdraw_it() {
         .send()
         .await
         .unwrap();
-    assert_eq!(tokens.status(), 200);
+    let tokens = json_with_status(tokens, 200).await;
+    // A third-party client's token says who the user is, and no more: not
+    // the account API, not the origin's route, no roles.
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.get_with_token("/userinfo", &access).await.status(), 200);
+    assert_eq!(app.get_with_token("/me", &access).await.status(), 401);
+    assert_eq!(app.get_resource(&access).await.status(), 401);
+    assert_eq!(claims(&access)["roles"], serde_json::json!([]));
     // Remembered: the next request goes straight back.
     let again = browser.get(&url).await;
     assert!(query_of(&location(&again)).contains_key("code"));
@@ -485,6 +498,8 @@ async fn a_third_party_client_gets_consent_once_and_the_user_can_withdraw_it() {
         StatusCode::OK,
         "asked again"
     );
+    // Withdrawing consent ends what the client held.
+    assert_eq!(app.get_with_token("/userinfo", &access).await.status(), 401);
 }
 
 #[tokio::test]
@@ -570,6 +585,7 @@ async fn client_credentials_give_a_machine_token_resource_servers_can_introspect
         .create_oidc_client(&NewClient {
             name: "billing job".to_owned(),
             scopes: vec!["invoices:read".to_owned()],
+            client_credentials: true,
             ..NewClient::default()
         })
         .await
@@ -621,6 +637,22 @@ async fn client_credentials_give_a_machine_token_resource_servers_can_introspect
         .await
         .unwrap();
     assert_eq!(json_with_status(scope, 400).await["error"], "invalid_scope");
+    // A client made for introspection alone may not mint tokens.
+    let introspector = app.auth.create_client("resource server").await.unwrap();
+    let introspector_secret =
+        secrecy::ExposeSecret::expose_secret(introspector.secret.as_ref().unwrap()).to_owned();
+    let refused = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(&introspector.id, Some(introspector_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_with_status(refused, 400).await["error"],
+        "unauthorized_client"
+    );
 }
 
 #[tokio::test]
@@ -665,12 +697,220 @@ async fn offline_access_adds_a_refresh_token_that_keeps_the_scope() {
         .replace("openid%20profile%20email", "openid%20offline_access");
     let code = query_of(&location(&browser.get(&url).await))["code"].clone();
     let tokens = json_with_status(exchange(&app, &client_id, &code, VERIFIER).await, 200).await;
-    let refreshed = json_with_status(
-        app.refresh(tokens["refresh_token"].as_str().unwrap()).await,
-        200,
-    )
-    .await;
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    // The session is the client's: refreshing it needs the client.
+    let anonymous = json_with_status(app.refresh(refresh_token).await, 401).await;
+    assert_eq!(anonymous["error"], "invalid_client");
+    let refreshed = app
+        .client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", &client_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let refreshed = json_with_status(refreshed, 200).await;
     let access = claims(refreshed["access_token"].as_str().unwrap());
     assert_eq!(access["scope"], "openid offline_access");
     assert_eq!(access["client_id"], client_id);
+}
+
+#[tokio::test]
+async fn a_code_lives_sixty_seconds() {
+    let app = TestApp::spawn().await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (client_id, _) = client(&app, true, true).await;
+    let (timed, clock) = app.with_manual_clock().await;
+    let mut browser = Browser::new();
+    browser.sign_in(&timed, "alice", ALICE_PASSWORD).await;
+    let code = code_for(&timed, &mut browser, &client_id).await;
+    clock.advance(chrono::Duration::seconds(61));
+    let late = json_with_status(exchange(&timed, &client_id, &code, VERIFIER).await, 400).await;
+    assert_eq!(late["error"], "invalid_grant");
+    let code = code_for(&timed, &mut browser, &client_id).await;
+    clock.advance(chrono::Duration::seconds(59));
+    assert_eq!(
+        exchange(&timed, &client_id, &code, VERIFIER).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn prompt_login_and_max_age_send_a_signed_in_browser_to_sign_in_again() {
+    let app = TestApp::spawn().await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (client_id, _) = client(&app, true, true).await;
+    let (timed, clock) = app.with_manual_clock().await;
+    let mut browser = Browser::new();
+    browser.sign_in(&timed, "alice", ALICE_PASSWORD).await;
+    for extra in [
+        "&prompt=login",
+        "&max_age=30&login_hint=alice%40example.com",
+    ] {
+        clock.advance(chrono::Duration::seconds(60));
+        let response = browser.get(&authorize_url(&timed, &client_id, extra)).await;
+        let target = location(&response);
+        assert!(
+            target.starts_with("/sign-in?reauth=1&continue="),
+            "{extra}: {target}"
+        );
+        let page = browser.get(&timed.url(&target)).await.text().await.unwrap();
+        if extra.contains("login_hint") {
+            assert!(
+                page.contains("value=\"alice@example.com\""),
+                "the hint fills the field"
+            );
+        }
+        let continued =
+            query_of(&format!("x?{}", target.split_once('?').unwrap().1))["continue"].clone();
+        assert!(!continued.contains("prompt=login"), "no loop: {continued}");
+        let token = form_token_of(&page);
+        let signed = browser
+            .post(
+                &timed.url("/sign-in"),
+                &[
+                    ("form_token", &token),
+                    ("login", "alice"),
+                    ("password", ALICE_PASSWORD),
+                    ("continue", &continued),
+                ],
+            )
+            .await;
+        assert_eq!(location(&signed), continued);
+        let back = browser.get(&timed.url(&continued)).await;
+        let code = query_of(&location(&back))["code"].clone();
+        let tokens =
+            json_with_status(exchange(&timed, &client_id, &code, VERIFIER).await, 200).await;
+        let id_token = claims(tokens["id_token"].as_str().unwrap());
+        let age = id_token["iat"].as_i64().unwrap() - id_token["auth_time"].as_i64().unwrap();
+        assert!(
+            age < 5,
+            "{extra}: auth_time is the new sign-in ({age} s old)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_confidential_client_authenticates_by_post_or_basic_and_never_as_public() {
+    let (app, mut browser, _) = signed_in().await;
+    let (client_id, secret) = client(&app, false, true).await;
+    let secret = secret.unwrap();
+    // Without a challenge: PKCE is optional for a confidential client.
+    let url = authorize_url(&app, &client_id, "").replace(
+        &format!("&code_challenge={CHALLENGE}&code_challenge_method=S256"),
+        "",
+    );
+    let code = query_of(&location(&browser.get(&url).await))["code"].clone();
+    let public = app
+        .client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_with_status(public, 401).await["error"],
+        "invalid_client"
+    );
+    let code = query_of(&location(&browser.get(&url).await))["code"].clone();
+    let posted = app
+        .client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    // A verifier for a code issued without a challenge is refused.
+    let code = query_of(&location(&browser.get(&url).await))["code"].clone();
+    let stray = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_with_status(stray, 400).await["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn hostile_authorization_requests_get_4xx_pages_or_errors_never_5xx() {
+    let (app, mut browser, client_id) = signed_in().await;
+    let base = authorize_url(&app, &client_id, "");
+    for extra in [
+        "&nonce=%00",
+        "&state=%FF%FE",
+        &format!("&nonce={}", "n".repeat(5000)),
+        "&scope=openid%20admin",
+        "&response_type=token",
+        "&max_age=-1",
+        "&prompt=none%20login",
+        "&request=eyJ",
+    ] {
+        let response = browser.get(&format!("{base}{extra}")).await;
+        assert!(
+            response.status().is_redirection() || response.status().is_client_error(),
+            "{extra}: {}",
+            response.status()
+        );
+        if response.status().is_redirection() {
+            let target = location(&response);
+            if target.starts_with(REDIRECT) {
+                assert!(
+                    query_of(&target).contains_key("error")
+                        || query_of(&target).contains_key("code"),
+                    "{extra}: {target}"
+                );
+            }
+        }
+    }
+    for hostile in [
+        "client_id=%00",
+        "client_id=a%00b&redirect_uri=x",
+        &format!("client_id={}", "c".repeat(5000)),
+        "%FF=%FE",
+    ] {
+        let response = browser
+            .get(&app.url(&format!("/authorize?{hostile}")))
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{hostile}");
+    }
+}
+
+#[tokio::test]
+async fn secret_key_mode_has_no_openid_provider() {
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        secret_key: Some("an origin secret that is long enough to sign HS256 tokens".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (client_id, _) = client(&app, true, true).await;
+    let mut browser = Browser::new();
+    browser.sign_in(&app, "alice", ALICE_PASSWORD).await;
+    let response = browser.get(&authorize_url(&app, &client_id, "")).await;
+    assert_eq!(query_of(&location(&response))["error"], "server_error");
 }

@@ -66,6 +66,18 @@ class Inbox:
         return "250 OK"
 
 
+def code_in_mail(since):
+    """The six-digit code in a message received after `since` messages."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        for message in MAIL[since:]:
+            found = re.search(r"\b(\d{6})\b", message.split("\n\n", 1)[-1])
+            if found:
+                return found.group(1)
+        time.sleep(0.2)
+    fail("no email with a sign-in code arrived")
+
+
 def link_in_mail(path, since):
     """The first link to `path` in a message received after `since` messages."""
     deadline = time.time() + 20
@@ -168,6 +180,10 @@ def main():
             context = browser.new_context(viewport={"width": 360, "height": 800})
             page = context.new_page()
             page.set_default_timeout(15000)
+            # Anything the pages' own Content-Security-Policy blocks is a defect.
+            blocked = []
+            page.on("console", lambda message: blocked.append(message.text)
+                    if message.type == "error" and "Content Security Policy" in message.text else None)
             cdp = context.new_cdp_session(page)
             cdp.send("WebAuthn.enable")
             added = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
@@ -179,6 +195,8 @@ def main():
                 print(f"at {page.url}: {page.inner_text('body')[:600]!r} rp={RESULT!r}", flush=True)
                 raise
             browser.close()
+            if blocked:
+                fail("the Content-Security-Policy blocked: " + " | ".join(blocked[:3]))
     finally:
         smtp.stop()
         rp_server.shutdown()
@@ -232,6 +250,18 @@ def flow(page, remove_authenticator):
     if "not verified" in page.inner_text("main"):
         fail("the address is still unverified after the link")
 
+    # A code by email signs in too.
+    sign_out(page)
+    page.get_by_text("Sign in with a code by email").click()
+    page.get_by_label("Email", exact=True).fill(EMAIL)
+    mail_before = len(MAIL)
+    page.get_by_role("button", name="Email me a code").click()
+    page.get_by_label("Code", exact=True).wait_for()
+    check(page, "email-code")
+    page.get_by_label("Code", exact=True).fill(code_in_mail(mail_before))
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.wait_for_url(BASE + "/account")
+
     # 2. TOTP, with the key shown beside the QR code.
     page.get_by_label("Current password").nth(2).fill(PASSWORD)  # profile, password, then TOTP forms
     page.get_by_role("button", name="Set up authenticator app").click()
@@ -258,8 +288,10 @@ def flow(page, remove_authenticator):
     if "carol" not in page.inner_text("main"):
         fail("the passkey did not sign carol in")
     print("signed in with the passkey", flush=True)
+    # From here on, passwords and TOTP: without the authenticator, the
+    # sign-in page's conditional UI cannot sign carol in by itself.
+    remove_authenticator()
     sign_out(page)
-    remove_authenticator()  # from here on, passwords and TOTP
 
     # 4. The relying party's code flow, with the second factor and consent.
     RP["current"] = RelyingParty()
@@ -283,13 +315,20 @@ def flow(page, remove_authenticator):
         fail(f"the ID token does not show the second factor: {claims}")
     print(f"relying party verified an ID token for {claims['preferred_username']} amr={claims['amr']}")
 
+    # Signing out from a link asks first (no id_token_hint here).
+    page.goto(BASE + "/end-session")
+    check(page, "sign-out")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="Signed out").wait_for()
+    check(page, "signed-out")
+
     # 5. Reset the password from the emailed link.
     page.goto(BASE + "/authorize?client_id=nope&redirect_uri=https%3A%2F%2Fevil.example%2F")
     check(page, "authorize-error")
     page.goto(BASE + "/forgot-password")
     check(page, "forgot-password")
     mail_before = len(MAIL)
-    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_label("Email", exact=True).fill(EMAIL)
     page.get_by_role("button", name="Send reset link").click()
     page.get_by_role("status").wait_for()
     reset = link_in_mail("reset-password", mail_before)

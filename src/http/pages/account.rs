@@ -12,7 +12,7 @@ use maud::{Markup, PreEscaped, html};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::super::extract::Client;
-use super::{PageContext, PageForm, alert, field, flash, form_ok};
+use super::{PageContext, PageForm, Ui, alert, field, flash, form_ok};
 use crate::auth::{AuthError, BrowserSession, Reauthentication, TotpEnrolment};
 use crate::http::state::AppState;
 
@@ -223,6 +223,7 @@ async fn render(
                     }
                 }
             }
+            noscript { p class="hint" { (context.t("javascript_needed")) } }
             div hidden data-passkey-register data-form-token=(token) {
                 button type="button" class="secondary" data-action="passkey-register" { (context.t("passkey_add")) }
                 p class="error" role="alert" data-passkey-error hidden { (context.t("passkey_recent_needed")) }
@@ -303,46 +304,39 @@ where
     render(&state, context, &session, status, outcome).await
 }
 
-/// An error an action shows on the page.
-fn shown(context_text: impl Fn(&str) -> String, error: &AuthError) -> (StatusCode, Outcome) {
-    let (status, key) = match error {
-        AuthError::WrongCurrentPassword => (StatusCode::BAD_REQUEST, "wrong_password"),
+/// An error an action shows on the page, in the catalogue's words.
+fn shown(ui: &Ui, error: &AuthError) -> (StatusCode, Outcome) {
+    let text = |key: &str| Outcome::error(ui.messages.get(key));
+    match error {
+        AuthError::WrongCurrentPassword => (StatusCode::BAD_REQUEST, text("wrong_password")),
         AuthError::InvalidMfaCode | AuthError::InvalidCode => {
-            (StatusCode::BAD_REQUEST, "wrong_code")
+            (StatusCode::BAD_REQUEST, text("wrong_code"))
         }
-        AuthError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
-        AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "passkey_recent_needed"),
+        AuthError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, text("too_many_attempts")),
+        AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, text("passkey_recent_needed")),
         AuthError::Invalid(problems) => {
-            let text = problems
+            let shown = problems
                 .first()
-                .map(|p| format!("{}: {}", p.field.replace('_', " "), p.invalid.message))
+                .map(|problem| ui.invalid(&problem.invalid))
                 .unwrap_or_default();
-            return (StatusCode::UNPROCESSABLE_ENTITY, Outcome::error(&text));
+            (StatusCode::UNPROCESSABLE_ENTITY, Outcome::error(&shown))
         }
-        AuthError::EmailTaken => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Outcome::error("Email already registered"),
-            );
-        }
-        AuthError::SameEmail => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Outcome::error("That is already your address"),
-            );
-        }
+        AuthError::EmailTaken => (StatusCode::BAD_REQUEST, text("email_taken")),
+        AuthError::SameEmail => (StatusCode::BAD_REQUEST, text("same_email")),
         AuthError::TotpAlreadyEnabled
         | AuthError::TotpNotPending
         | AuthError::TotpNotEnabled
         | AuthError::NoPasskey
         | AuthError::PasskeyNotFound
-        | AuthError::SessionNotFound => (StatusCode::CONFLICT, "something_wrong"),
+        | AuthError::SessionNotFound => (StatusCode::CONFLICT, text("something_wrong")),
+        AuthError::Store(store) if store.is_unavailable() => {
+            (StatusCode::SERVICE_UNAVAILABLE, text("unavailable"))
+        }
         other => {
             tracing::error!(error = %crate::telemetry::error_chain(other), "an account action failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "something_wrong")
+            (StatusCode::INTERNAL_SERVER_ERROR, text("something_wrong"))
         }
-    };
-    (status, Outcome::error(&context_text(key)))
+    }
 }
 
 async fn change_email(
@@ -352,7 +346,7 @@ async fn change_email(
     form: PageForm,
 ) -> Response {
     let done = context.t("change_email_sent").to_owned();
-    let fail = owned_texts(&context);
+    let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
         match auth
@@ -365,34 +359,10 @@ async fn change_email(
             .await
         {
             Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(lookup(&fail), &error),
+            Err(error) => shown(&ui, &error),
         }
     })
     .await
-}
-
-/// A message lookup that owns its texts (for actions that outlive the context borrow).
-fn lookup(texts: &[(String, String)]) -> impl Fn(&str) -> String + '_ {
-    move |key| {
-        texts
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    }
-}
-
-fn owned_texts(context: &PageContext) -> Vec<(String, String)> {
-    [
-        "wrong_password",
-        "wrong_code",
-        "too_many_attempts",
-        "passkey_recent_needed",
-        "something_wrong",
-    ]
-    .iter()
-    .map(|key| ((*key).to_owned(), context.t(key).to_owned()))
-    .collect()
 }
 
 async fn resend_verification(
@@ -402,12 +372,12 @@ async fn resend_verification(
     form: PageForm,
 ) -> Response {
     let done = context.t("verification_sent").to_owned();
-    let fail = owned_texts(&context);
+    let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
     act(state, context, form, |session, _form| async move {
         match auth.resend_verification(&session.principal, &client).await {
             Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(lookup(&fail), &error),
+            Err(error) => shown(&ui, &error),
         }
     })
     .await
@@ -420,7 +390,7 @@ async fn change_password(
     form: PageForm,
 ) -> Response {
     let done = context.t("password_changed").to_owned();
-    let fail = owned_texts(&context);
+    let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
         match auth
@@ -433,7 +403,7 @@ async fn change_password(
             .await
         {
             Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(lookup(&fail), &error),
+            Err(error) => shown(&ui, &error),
         }
     })
     .await
@@ -445,7 +415,7 @@ async fn start_totp(
     Client(client): Client,
     form: PageForm,
 ) -> Response {
-    let fail = owned_texts(&context);
+    let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
         match auth
@@ -459,7 +429,7 @@ async fn start_totp(
                     ..Outcome::default()
                 },
             ),
-            Err(error) => shown(lookup(&fail), &error),
+            Err(error) => shown(&ui, &error),
         }
     })
     .await
@@ -471,7 +441,7 @@ async fn confirm_totp(
     Client(client): Client,
     form: PageForm,
 ) -> Response {
-    let fail = owned_texts(&context);
+    let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
         let code: String = form
@@ -490,7 +460,7 @@ async fn confirm_totp(
                     ..Outcome::default()
                 },
             ),
-            Err(error) => shown(lookup(&fail), &error),
+            Err(error) => shown(&ui, &error),
         }
     })
     .await
@@ -503,7 +473,7 @@ async fn remove_totp(
     form: PageForm,
 ) -> Response {
     let done = context.t("totp_removed").to_owned();
-    let fail = owned_texts(&context);
+    let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
         match auth
@@ -516,7 +486,7 @@ async fn remove_totp(
             .await
         {
             Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(lookup(&fail), &error),
+            Err(error) => shown(&ui, &error),
         }
     })
     .await
@@ -528,7 +498,7 @@ async fn recovery_codes(
     Client(client): Client,
     form: PageForm,
 ) -> Response {
-    let fail = owned_texts(&context);
+    let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
         match auth
@@ -542,7 +512,7 @@ async fn recovery_codes(
                     ..Outcome::default()
                 },
             ),
-            Err(error) => shown(lookup(&fail), &error),
+            Err(error) => shown(&ui, &error),
         }
     })
     .await
@@ -556,11 +526,11 @@ async fn remove_passkey(
     form: PageForm,
 ) -> Response {
     let done = context.t("passkey_removed").to_owned();
-    let fail = owned_texts(&context);
+    let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
     act(state, context, form, |session, form| async move {
         let Ok(id) = uuid::Uuid::parse_str(&id) else {
-            return shown(lookup(&fail), &AuthError::PasskeyNotFound);
+            return shown(&ui, &AuthError::PasskeyNotFound);
         };
         let password = form.secret(&format!("passkey-password-{id}"));
         match auth
@@ -573,7 +543,7 @@ async fn remove_passkey(
             .await
         {
             Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(lookup(&fail), &error),
+            Err(error) => shown(&ui, &error),
         }
     })
     .await
@@ -586,15 +556,15 @@ async fn end_session(
     form: PageForm,
 ) -> Response {
     let done = context.t("session_ended").to_owned();
-    let fail = owned_texts(&context);
+    let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
     act(state, context, form, |session, _form| async move {
         let Ok(id) = uuid::Uuid::parse_str(&id) else {
-            return shown(lookup(&fail), &AuthError::SessionNotFound);
+            return shown(&ui, &AuthError::SessionNotFound);
         };
         match auth.end_own_session(&session.principal, id).await {
             Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(lookup(&fail), &error),
+            Err(error) => shown(&ui, &error),
         }
     })
     .await
@@ -607,7 +577,7 @@ async fn revoke_consent(
     form: PageForm,
 ) -> Response {
     let done = context.t("consent_revoked").to_owned();
-    let fail = owned_texts(&context);
+    let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
     act(state, context, form, |session, _form| async move {
         match auth
@@ -615,7 +585,7 @@ async fn revoke_consent(
             .await
         {
             Ok(_) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(lookup(&fail), &error),
+            Err(error) => shown(&ui, &error),
         }
     })
     .await

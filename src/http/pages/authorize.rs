@@ -9,8 +9,8 @@ use axum::routing::get;
 use maud::html;
 
 use super::sign_in::encode;
-use super::{PageContext, PageForm, form_ok, origin_of};
-use crate::auth::{AuthorizationRequest, AuthorizeError, BrowserSession, Prompt, RedirectError};
+use super::{PageContext, PageForm, form_ok, form_target};
+use crate::auth::{AuthorizationRequest, AuthorizeError, BrowserSession, RedirectError};
 use crate::http::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -79,39 +79,57 @@ async fn authorize(
         Err(error) => return context.failure(&error),
     };
     let session = session.filter(|session| !state.auth.needs_fresh_sign_in(&request, session));
-    let Some(session) = session.filter(|_| request.prompt != Prompt::Login) else {
-        if request.prompt == Prompt::None {
+    let Some(session) = session.filter(|_| !request.prompt.login) else {
+        if request.prompt.none {
             return refuse(
                 &state,
                 &request.refuse("login_required", "the user is not signed in"),
             );
         }
-        // Back here after signing in, without `prompt=login` (it is satisfied then).
-        let again: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(
-                form_urlencoded::parse(query.as_bytes()).filter(|(name, value)| {
-                    !(name == "prompt" && value.split_whitespace().any(|v| v == "login"))
-                }),
-            )
-            .finish();
-        let mut target = format!(
-            "/sign-in?reauth=1&continue={}",
-            encode(&format!("/authorize?{again}"))
-        );
-        if let Some(hint) = &request.login_hint {
-            target.push_str(&format!("&login_hint={}", encode(hint)));
-        }
-        return context.redirect(&target);
+        return context.redirect(&sign_in_again(&state, &request, &query));
     };
     match state.auth.needs_consent(session.user.id, &request).await {
         Ok(false) => issue(&state, context, &session, &request).await,
-        Ok(true) if request.prompt == Prompt::None => refuse(
+        Ok(true) if request.prompt.none => refuse(
             &state,
             &request.refuse("consent_required", "the user has not allowed this client"),
         ),
         Ok(true) => consent_page(&state, context, &session, &request, &query),
         Err(error) => context.failure(&error),
     }
+}
+
+/// Where to sign in, coming back to this request. `prompt=login` comes
+/// back as `login_after` (a MAC'd time the sign-in must follow), so the way
+/// back does not loop and cannot be taken without signing in again;
+/// `consent` stays asked.
+fn sign_in_again(state: &AppState, request: &AuthorizationRequest, query: &str) -> String {
+    let mut again = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*name {
+            "login_after" => {}
+            "prompt" if request.prompt.login => {
+                let kept: Vec<&str> = value.split_whitespace().filter(|v| *v != "login").collect();
+                if !kept.is_empty() {
+                    again.append_pair("prompt", &kept.join(" "));
+                }
+            }
+            _ => {
+                again.append_pair(&name, &value);
+            }
+        }
+    }
+    if request.prompt.login {
+        again.append_pair("login_after", &state.auth.login_after_now());
+    }
+    let mut target = format!(
+        "/sign-in?reauth=1&continue={}",
+        encode(&format!("/authorize?{}", again.finish()))
+    );
+    if let Some(hint) = &request.login_hint {
+        target.push_str(&format!("&login_hint={}", encode(hint)));
+    }
+    target
 }
 
 async fn issue(
@@ -147,7 +165,7 @@ fn consent_page(
     request: &AuthorizationRequest,
     query: &str,
 ) -> Response {
-    context.form_targets = origin_of(&request.redirect_uri).into_iter().collect();
+    context.form_targets = form_target(&request.redirect_uri).into_iter().collect();
     let title = context.t("consent_title").to_owned();
     let main = html! {
         h1 { (title) }
@@ -309,7 +327,7 @@ async fn end_session(
             context.form_targets = logout
                 .redirect
                 .as_deref()
-                .and_then(origin_of)
+                .and_then(form_target)
                 .into_iter()
                 .collect();
             context.render(StatusCode::OK, &title, main)

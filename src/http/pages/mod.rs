@@ -74,6 +74,15 @@ impl Ui {
         HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
+    /// A refused value, in the catalogue's words (`invalid_<kind>`), else the rule's own.
+    pub fn invalid(&self, invalid: &crate::domain::Invalid) -> String {
+        let key = format!("invalid_{}", invalid.kind);
+        match self.messages.get(&key) {
+            text if text == key => invalid.message.clone(),
+            text => text.to_owned(),
+        }
+    }
+
     /// WCAG contrast: black or white text, whichever reads better on the accent.
     fn accent_text(&self) -> &'static str {
         let channel = |index: usize| {
@@ -217,8 +226,18 @@ impl PageContext {
         }
     }
 
-    /// Signs this browser in as `session_id`.
-    pub fn sign_in(&mut self, state: &AppState, session_id: uuid::Uuid) {
+    /// Signs this browser in as `session_id`, ending the sign-in it replaces.
+    pub async fn sign_in(&mut self, state: &AppState, session_id: uuid::Uuid) {
+        if let Ok(Some(previous)) = self.session(state).await
+            && previous.principal.session_id != session_id
+            && let Err(error) = state
+                .auth
+                .end_browser_session(previous.principal.session_id)
+                .await
+        {
+            let error = crate::telemetry::error_chain(&error);
+            tracing::warn!(%error, "the replaced browser session could not be ended; it idles out");
+        }
         let value = state.auth.browser_cookie(session_id);
         self.set_cookies
             .push(self.ui.cookie(SESSION_COOKIE, &value, None));
@@ -366,7 +385,8 @@ impl PageContext {
         if status.is_server_error() {
             tracing::error!(error = %crate::telemetry::error_chain(error), "a page failed");
         }
-        self.notice(status, &title, &text, Some(("/sign-in", "Sign in")))
+        let link = self.t("sign_in_link").to_owned();
+        self.notice(status, &title, &text, Some(("/sign-in", &link)))
     }
 
     pub fn expired_form(self) -> Response {
@@ -428,17 +448,29 @@ pub(crate) fn origin_of(url: &str) -> Option<String> {
 }
 
 /// Where a page may send the browser next: only `/authorize?…` or `/account`
-/// on this server, so `continue` cannot be an open redirect.
+/// on this server, in printable ASCII (it becomes a `Location`), so
+/// `continue` cannot be an open redirect.
 pub(crate) fn safe_continue(value: Option<&str>) -> String {
     match value {
         Some(path)
             if (path.starts_with("/authorize?") || path == "/account")
-                && !path.contains(['\\', '\r', '\n'])
-                && path.len() <= 4096 =>
+                && !path.contains('\\')
+                && path.bytes().all(|byte| byte.is_ascii_graphic())
+                && path.len() <= 16 * 1024 =>
         {
             path.to_owned()
         }
         _ => "/account".to_owned(),
+    }
+}
+
+/// What a page's `form-action` must allow for a redirect URI its forms'
+/// redirects end at: the origin of an http(s) URI, the scheme of a native app's.
+pub(crate) fn form_target(uri: &str) -> Option<String> {
+    let parsed = url::Url::parse(uri).ok()?;
+    match parsed.scheme() {
+        "http" | "https" => origin_of(uri),
+        scheme => Some(format!("{scheme}:")),
     }
 }
 
@@ -562,6 +594,9 @@ mod tests {
         assert_eq!(safe_continue(Some("https://evil.example/")), "/account");
         assert_eq!(safe_continue(Some("//evil.example/authorize?")), "/account");
         assert_eq!(safe_continue(Some("/\\evil.example")), "/account");
+        assert_eq!(safe_continue(Some("/authorize?a=\u{1}")), "/account");
+        assert_eq!(safe_continue(Some("/authorize?a=\u{7f}")), "/account");
+        assert_eq!(safe_continue(Some("/authorize?a b")), "/account");
         assert_eq!(safe_continue(None), "/account");
     }
 

@@ -143,9 +143,10 @@ fn redirect_target(_state: &AppState, next: &str) -> Vec<String> {
     let Some(query) = next.strip_prefix("/authorize?") else {
         return Vec::new();
     };
+    // Only loosens this page's own form-action; `/authorize` checks the URI.
     form_urlencoded::parse(query.as_bytes())
         .find(|(name, _)| name == "redirect_uri")
-        .and_then(|(_, uri)| super::origin_of(&uri))
+        .and_then(|(_, uri)| super::form_target(&uri))
         .into_iter()
         .collect()
 }
@@ -184,11 +185,11 @@ async fn sign_in(
         .auth
         .login(&login, &form.secret("password"), &client)
         .await;
-    finish_sign_in(&state, context, outcome, &next, &login)
+    finish_sign_in(&state, context, outcome, &next, &login).await
 }
 
 /// After a first factor: signed in, on to the second step, or the form again.
-fn finish_sign_in(
+async fn finish_sign_in(
     state: &AppState,
     mut context: PageContext,
     outcome: Result<LoginOutcome, AuthError>,
@@ -197,7 +198,7 @@ fn finish_sign_in(
 ) -> Response {
     match outcome {
         Ok(outcome) => {
-            context.sign_in(state, outcome.tokens.session_id);
+            context.sign_in(state, outcome.tokens.session_id).await;
             context.redirect(next)
         }
         Err(AuthError::MfaRequired { mfa_token, .. }) => {
@@ -304,7 +305,7 @@ async fn sign_in_passkey(
     };
     match outcome {
         Ok(outcome) => {
-            context.sign_in(&state, outcome.tokens.session_id);
+            context.sign_in(&state, outcome.tokens.session_id).await;
             context.json(StatusCode::OK, serde_json::json!({"redirect": next}))
         }
         Err(AuthError::MfaRequired { .. }) | Err(_) => context.json(
@@ -422,7 +423,7 @@ async fn email_code(
                 Some(&text),
             )
         }
-        outcome => finish_sign_in(&state, context, outcome, &next, &email),
+        outcome => finish_sign_in(&state, context, outcome, &next, &email).await,
     }
 }
 
@@ -469,7 +470,7 @@ async fn sign_in_link(
                 Some(("/sign-in", &back)),
             )
         }
-        outcome => finish_sign_in(&state, context, outcome, &next, ""),
+        outcome => finish_sign_in(&state, context, outcome, &next, "").await,
     }
 }
 
@@ -586,7 +587,7 @@ async fn second_factor(
                 },
             )
         }
-        outcome => finish_sign_in(&state, context, outcome, &next, ""),
+        outcome => finish_sign_in(&state, context, outcome, &next, "").await,
     }
 }
 
@@ -704,12 +705,12 @@ async fn sign_up(
                 .auth
                 .login(&account.username, &form.secret("password"), &client)
                 .await;
-            finish_sign_in(&state, context, outcome, &next, &username)
+            finish_sign_in(&state, context, outcome, &next, &username).await
         }
         Err(AuthError::Invalid(problems)) => {
             let problems: Vec<(&str, String)> = problems
                 .iter()
-                .map(|problem| (problem.field, problem.invalid.message.clone()))
+                .map(|problem| (problem.field, context.ui.invalid(&problem.invalid)))
                 .collect();
             sign_up_view(
                 &state,
@@ -721,7 +722,7 @@ async fn sign_up(
             )
         }
         Err(AuthError::UsernameTaken) => {
-            let text = "Username already registered".to_owned();
+            let text = context.t("username_taken").to_owned();
             sign_up_view(
                 &state,
                 context,
@@ -732,7 +733,7 @@ async fn sign_up(
             )
         }
         Err(AuthError::EmailTaken) => {
-            let text = "Email already registered".to_owned();
+            let text = context.t("email_taken").to_owned();
             sign_up_view(
                 &state,
                 context,
@@ -795,7 +796,7 @@ async fn forgot(
         Err(AuthError::Invalid(problems)) => {
             let text = problems
                 .first()
-                .map(|p| p.invalid.message.clone())
+                .map(|p| context.ui.invalid(&p.invalid))
                 .unwrap_or_default();
             forgot_view(
                 &state,
@@ -873,7 +874,7 @@ async fn reset(
         Err(AuthError::Invalid(problems)) => {
             let text = problems
                 .first()
-                .map(|p| p.invalid.message.clone())
+                .map(|p| context.ui.invalid(&p.invalid))
                 .unwrap_or_default();
             reset_view(
                 &state,
@@ -886,11 +887,12 @@ async fn reset(
         Err(AuthError::InvalidEmailToken) => {
             let title = context.t("reset_title").to_owned();
             let text = context.t("link_invalid").to_owned();
+            let again = context.t("forgot_title").to_owned();
             context.notice(
                 StatusCode::BAD_REQUEST,
                 &title,
                 &text,
-                Some(("/forgot-password", "Reset your password")),
+                Some(("/forgot-password", &again)),
             )
         }
         Err(error) => context.failure(&error),

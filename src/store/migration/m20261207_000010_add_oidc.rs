@@ -27,6 +27,7 @@ enum Clients {
     IsPublic,
     FirstParty,
     Scopes,
+    ClientCredentials,
 }
 
 #[derive(DeriveIden)]
@@ -53,6 +54,7 @@ enum AuthorizationCodes {
     ExpiresAt,
     UsedAt,
     IssuedSessionId,
+    ReplayedAt,
 }
 
 #[derive(DeriveIden)]
@@ -74,6 +76,10 @@ impl MigrationTrait for Migration {
             boolean(Clients::IsPublic).default(false).to_owned(),
             boolean(Clients::FirstParty).default(false).to_owned(),
             string_len_null(Clients::Scopes, 256),
+            // Introspection clients made before this do not get to mint tokens.
+            boolean(Clients::ClientCredentials)
+                .default(false)
+                .to_owned(),
         ] {
             manager
                 .alter_table(
@@ -113,6 +119,7 @@ impl MigrationTrait for Migration {
             .col(timestamp(manager, AuthorizationCodes::ExpiresAt))
             .col(optional_timestamp(manager, AuthorizationCodes::UsedAt))
             .col(uuid_null(AuthorizationCodes::IssuedSessionId))
+            .col(optional_timestamp(manager, AuthorizationCodes::ReplayedAt))
             .foreign_key(
                 ForeignKey::create()
                     .from(AuthorizationCodes::Table, AuthorizationCodes::UserId)
