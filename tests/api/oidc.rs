@@ -914,3 +914,117 @@ async fn secret_key_mode_has_no_openid_provider() {
     let response = browser.get(&authorize_url(&app, &client_id, "")).await;
     assert_eq!(query_of(&location(&response))["error"], "server_error");
 }
+
+#[tokio::test]
+async fn authorization_and_logout_requests_may_come_by_post() {
+    let (app, mut browser, client_id) = signed_in().await;
+    let url = authorize_url(&app, &client_id, "");
+    let fields: Vec<(String, String)> = query_of(&url).into_iter().collect();
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let response = browser.post(&app.url("/authorize"), &fields).await;
+    let params = query_of(&location(&response));
+    assert_eq!(params["state"], "st-1");
+    let tokens = json_with_status(
+        exchange(&app, &client_id, &params["code"], VERIFIER).await,
+        200,
+    )
+    .await;
+    let hint = tokens["id_token"].as_str().unwrap();
+    let response = browser
+        .post(
+            &app.url("/end-session"),
+            &[
+                ("id_token_hint", hint),
+                ("post_logout_redirect_uri", "http://127.0.0.1:9/bye"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&response), "http://127.0.0.1:9/bye");
+    assert_eq!(
+        browser.get(&app.url("/account")).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn pages_answer_hostile_input_with_4xx_never_5xx() {
+    let app = TestApp::spawn().await;
+    let mut browser = Browser::new();
+    let long = "t".repeat(5000);
+    for path in [
+        "/sign-in?continue=%FF&continue=/account&reauth",
+        "/sign-in?token=%00",
+        "/sign-up?continue=javascript:alert(1)",
+        &format!("/reset-password?token={long}"),
+        "/verify-email?token=%E2%80%AE",
+        "/confirm-email-change",
+        "/sign-in/second-factor?continue=//evil.example",
+        "/forgot-password",
+        "/end-session?id_token_hint=not.a.jwt",
+        "/end-session?post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F",
+    ] {
+        let response = browser.get(&app.url(path)).await;
+        assert!(
+            response.status().as_u16() < 500,
+            "{path}: {}",
+            response.status()
+        );
+        if let Some(target) = response.headers().get("location") {
+            let target = target.to_str().unwrap();
+            assert!(
+                target.starts_with('/') && !target.starts_with("//"),
+                "{path} → {target}"
+            );
+        }
+    }
+    for path in [
+        "/sign-in",
+        "/sign-in/email",
+        "/sign-in/second-factor",
+        "/sign-up",
+        "/forgot-password",
+        "/reset-password",
+        "/verify-email",
+        "/account/password",
+        "/authorize",
+        "/end-session",
+        "/sign-out",
+    ] {
+        let json = app
+            .client
+            .post(app.url(path))
+            .json(&serde_json::json!({"login": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json.status(), 400, "{path}");
+        assert!(json.text().await.unwrap().contains("\"detail\""), "{path}");
+        let tokenless = browser
+            .post(&app.url(path), &[("login", "x"), ("decision", "allow")])
+            .await;
+        // A logout request by POST needs no form token: without a session
+        // it just says "signed out".
+        let fine = tokenless.status().is_client_error()
+            || tokenless.status().is_redirection()
+            || (path == "/end-session" && tokenless.status().is_success());
+        assert!(fine, "{path}: {}", tokenless.status());
+    }
+    for path in [
+        "/sign-in/passkey",
+        "/account/passkeys/start",
+        "/account/passkeys/finish",
+        "/sign-in/second-factor/passkey",
+    ] {
+        let response = app
+            .client
+            .post(app.url(path))
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{path}: no form token");
+    }
+}

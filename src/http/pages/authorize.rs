@@ -68,7 +68,20 @@ async fn authorize(
     context: PageContext,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let query = query.unwrap_or_default();
+    authorize_query(&state, context, query.unwrap_or_default()).await
+}
+
+/// Form fields as a query string, for the requests OpenID Connect lets a
+/// client send by POST as well as GET.
+fn as_query(form: &PageForm) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.0.iter())
+        .finish()
+}
+
+/// An authorization request, from a query or a POSTed form.
+async fn authorize_query(state: &AppState, context: PageContext, query: String) -> Response {
+    let state = state.clone();
     let request = match state.auth.authorization_request(&query).await {
         Ok(request) => request,
         Err(AuthorizeError::Page(reason)) => return bad_request_page(context, reason),
@@ -186,8 +199,12 @@ fn consent_page(
     context.render(StatusCode::OK, &title, main)
 }
 
-/// The consent form's answer.
+/// The consent form's answer, or an authorization request sent by POST
+/// (OpenID Connect Core section 3.1.2.1).
 async fn consent(State(state): State<AppState>, context: PageContext, form: PageForm) -> Response {
+    if form.get("decision").is_none() {
+        return authorize_query(&state, context, as_query(&form)).await;
+    }
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
     }
@@ -335,11 +352,15 @@ async fn end_session(
     }
 }
 
+/// The sign-out confirmation, or a logout request sent by POST.
 async fn end_session_confirmed(
     State(state): State<AppState>,
     context: PageContext,
     form: PageForm,
 ) -> Response {
+    if form.get("form_token").is_none() {
+        return end_session(State(state), context, RawQuery(Some(as_query(&form)))).await;
+    }
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
     }

@@ -474,6 +474,19 @@ pub(crate) fn form_target(uri: &str) -> Option<String> {
     }
 }
 
+/// A page's query, read leniently: a page answers whatever its query holds
+/// (a malformed one reads as empty) rather than a bare rejection.
+pub struct Lenient<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Default, S: Send + Sync> FromRequestParts<S> for Lenient<T> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        Ok(Self(serde_urlencoded::from_str(query).unwrap_or_default()))
+    }
+}
+
 /// A posted page form: `application/x-www-form-urlencoded`, each field once.
 pub struct PageForm(pub HashMap<String, String>);
 
@@ -495,14 +508,9 @@ impl FromRequest<AppState> for PageForm {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bad = || {
-            (
-                StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                "The form could not be read.",
-            )
-                .into_response()
-        };
+        // The API's error shape: only a hand-made request gets here.
+        let bad =
+            || super::ApiError::BadRequest("The form could not be read".to_owned()).into_response();
         if media_type(request.headers()) != Some(FORM) {
             return Err(bad());
         }

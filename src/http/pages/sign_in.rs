@@ -3,7 +3,7 @@
 //! links open (verify email, confirm an email change, sign in by link).
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::super::extract::Client;
 use super::super::throttle::admit;
-use super::{MFA_COOKIE, PageContext, PageForm, alert, field, form_ok, safe_continue};
+use super::{Lenient, MFA_COOKIE, PageContext, PageForm, alert, field, form_ok, safe_continue};
 use crate::auth::{AuthError, LoginOutcome, Registration, RouteGroup, SecondFactor};
 use crate::http::state::AppState;
 
@@ -64,7 +64,7 @@ struct SignInView<'a> {
 async fn sign_in_page(
     State(state): State<AppState>,
     context: PageContext,
-    Query(query): Query<SignInQuery>,
+    Lenient(query): Lenient<SignInQuery>,
 ) -> Response {
     let next = safe_continue(query.next.as_deref());
     if let Some(token) = query.token.filter(|token| !token.is_empty()) {
@@ -483,7 +483,7 @@ pub struct ContinueQuery {
 async fn second_factor_page(
     State(state): State<AppState>,
     context: PageContext,
-    Query(query): Query<ContinueQuery>,
+    Lenient(query): Lenient<ContinueQuery>,
 ) -> Response {
     let next = safe_continue(query.next.as_deref());
     if context.cookie(MFA_COOKIE).is_none() {
@@ -624,7 +624,7 @@ async fn second_factor_passkey_start(
 async fn sign_up_page(
     State(state): State<AppState>,
     context: PageContext,
-    Query(query): Query<ContinueQuery>,
+    Lenient(query): Lenient<ContinueQuery>,
 ) -> Response {
     let next = safe_continue(query.next.as_deref());
     sign_up_view(&state, context, StatusCode::OK, &next, ("", ""), &[])
@@ -818,7 +818,7 @@ pub struct TokenQuery {
 async fn reset_page(
     State(state): State<AppState>,
     context: PageContext,
-    Query(query): Query<TokenQuery>,
+    Lenient(query): Lenient<TokenQuery>,
 ) -> Response {
     let token = query.token.unwrap_or_default();
     reset_view(&state, context, StatusCode::OK, &token, None)
@@ -924,7 +924,7 @@ fn confirm_view(
 async fn verify_page(
     State(state): State<AppState>,
     context: PageContext,
-    Query(query): Query<TokenQuery>,
+    Lenient(query): Lenient<TokenQuery>,
 ) -> Response {
     let token = query.token.unwrap_or_default();
     confirm_view(
@@ -955,7 +955,7 @@ async fn verify(
 async fn change_page(
     State(state): State<AppState>,
     context: PageContext,
-    Query(query): Query<TokenQuery>,
+    Lenient(query): Lenient<TokenQuery>,
 ) -> Response {
     let token = query.token.unwrap_or_default();
     confirm_view(
