@@ -58,9 +58,9 @@ pub use login::LoginOutcome;
 pub use mfa::{SecondFactor, TotpEnrolment};
 pub use oauth::{CreatedClient, Introspection};
 pub use oidc::{
-    AuthorizationRequest, AuthorizeError, BrowserSession, ClientCredentials, CodeTokens,
-    GivenConsent, LogoutHint, MachineToken, NewClient, Prompt, RedirectError, SUPPORTED_SCOPES,
-    valid_redirect_uri,
+    AuthorizationRequest, AuthorizeError, BrowserSession, CLIENT_LOOKUP_FAILED, ClientCredentials,
+    CodeTokens, GivenConsent, LogoutHint, MachineToken, NewClient, Prompt, RedirectError,
+    SUPPORTED_SCOPES, valid_redirect_uri,
 };
 pub use operations::ProviderMetadata;
 pub use passkeys::{PasskeySummary, Reauthentication, RelyingParty};

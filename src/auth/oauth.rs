@@ -24,12 +24,20 @@ impl Auth {
     /// Revokes the session behind an access or refresh token. Unknown and
     /// invalid tokens are not an error (RFC 7009 section 2.2).
     #[tracing::instrument(level = "info", skip_all)]
-    pub async fn revoke_token(&self, token: &SecretString) -> Result<(), AuthError> {
+    /// A token issued to a client through `/authorize` is revoked only by
+    /// that client, authenticated (RFC 7009 section 2.1).
+    pub async fn revoke_token(
+        &self,
+        token: &SecretString,
+        credentials: &super::ClientCredentials,
+    ) -> Result<(), AuthError> {
         let token = token.expose_secret();
         if token.contains('.') {
             if let Ok(claims) = self.verify_access_token(token)
                 && let Ok(session_id) = uuid::Uuid::parse_str(&claims.sid)
             {
+                let client = claims.extra.get("client_id").and_then(|id| id.as_str());
+                self.check_revoking_client(client, credentials).await?;
                 self.end_session(session_id, "token_revoked").await?;
             }
             return Ok(());
@@ -40,9 +48,27 @@ impl Auth {
                 .session_of_refresh_token(&hash_secret(token))
                 .await?
         {
+            self.check_revoking_client(session.client_id.as_deref(), credentials)
+                .await?;
             self.end_session(session.id, "token_revoked").await?;
         }
         Ok(())
+    }
+
+    async fn check_revoking_client(
+        &self,
+        issued_to: Option<&str>,
+        credentials: &super::ClientCredentials,
+    ) -> Result<(), AuthError> {
+        let Some(issued_to) = issued_to else {
+            return Ok(());
+        };
+        let client = self.authenticate_token_client(credentials).await?;
+        if client.id == issued_to {
+            Ok(())
+        } else {
+            Err(AuthError::UnauthorizedClient)
+        }
     }
 
     /// RFC 7662 for an authenticated client: the claims of a live access token, else inactive.

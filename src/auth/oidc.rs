@@ -33,6 +33,10 @@ const MAX_PARAMETER_CHARS: usize = 1024;
 /// How often a browser session's last use is written (it keeps it from idling out).
 const TOUCH_EVERY_SECONDS: i64 = 60;
 
+/// The reason shown when the database could not be asked about a client:
+/// the page answers 503, not 400.
+pub const CLIENT_LOOKUP_FAILED: &str = "the client could not be looked up; try again";
+
 /// Why an authorization request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthorizeError {
@@ -75,7 +79,7 @@ pub struct AuthorizationRequest {
     pub prompt: Prompt,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
-    /// Sent back from `prompt=login`: the sign-in must be this recent (Unix time).
+    /// Sent back from `prompt=login`: the sign-in must be this recent (Unix milliseconds).
     pub signed_in_after: Option<i64>,
 }
 
@@ -268,7 +272,7 @@ impl Auth {
         let client = self
             .find_oidc_client(client_id)
             .await
-            .map_err(|_| page("the client could not be looked up; try again"))?
+            .map_err(|_| page(CLIENT_LOOKUP_FAILED))?
             .filter(|client| !client.redirect_uris.is_empty())
             .ok_or(page("the client is unknown"))?;
         let redirect_uri = params
@@ -439,14 +443,14 @@ impl Auth {
         request.max_age.is_some_and(|max| age > max)
             || request
                 .signed_in_after
-                .is_some_and(|after| session.auth_time.timestamp() < after)
+                .is_some_and(|after| session.auth_time.timestamp_millis() < after)
     }
 
     /// The value of `login_after`, which a request sent to sign in again
     /// (`prompt=login`) comes back with: the time, and a MAC so that no one
     /// can make a request that asks for less.
     pub fn login_after_now(&self) -> String {
-        let now = self.clock.now().timestamp().to_string();
+        let now = self.clock.now().timestamp_millis().to_string();
         let mac = self.sealer.keyed_hash(&now, "login-after");
         format!("{now}.{mac}")
     }
@@ -532,6 +536,10 @@ impl Auth {
     /// Withdraws a consent: the client's sessions end (its tokens stop, its
     /// refresh tokens with them) and it must ask again.
     pub async fn revoke_consent(&self, user_id: Uuid, client_id: &str) -> Result<bool, AuthError> {
+        // Ours are short and printable; anything else was never consented to.
+        if client_id.is_empty() || client_id.len() > 64 || client_id.chars().any(char::is_control) {
+            return Ok(false);
+        }
         let had = self.store.delete_consent(user_id, client_id).await?;
         self.store
             .revoke_client_sessions(user_id, client_id, "consent_revoked", self.clock.now())
@@ -991,12 +999,12 @@ impl Auth {
 
     /// Reads an `id_token_hint`: one of ours, expired or not.
     pub fn logout_hint(&self, id_token: &str) -> Option<LogoutHint> {
-        let claims = self.tokens.verify_own(id_token).ok()?;
+        let claims = self.tokens.verify_own(id_token, "JWT").ok()?;
         Some(LogoutHint {
             user_id: claims["sub"]
                 .as_str()
                 .and_then(|sub| Uuid::parse_str(sub).ok()),
-            client_id: claims["aud"].as_str().map(str::to_owned),
+            client_id: Some(claims["aud"].as_str()?.to_owned()),
         })
     }
 }

@@ -53,6 +53,9 @@ pub enum LogoutScope {
     Global,
 }
 
+/// What a refresh token of a client's session (opened through `/authorize`) starts with.
+const CLIENT_TOKEN_PREFIX: &str = "oc_";
+
 /// Longest refresh token we look up; ours are 43 characters.
 const MAX_REFRESH_TOKEN_BYTES: usize = 256;
 
@@ -88,7 +91,17 @@ impl Auth {
         let client = client.map(|client| (client.id, client.scope));
         let (user_id, credential_version) = (user.id, user.credential_version);
         let now = self.clock.now();
-        let (refresh_token, refresh_hash) = new_secret()?;
+        let (refresh_token, refresh_hash) = match client {
+            // A client's refresh tokens say so, so that the client is
+            // checked before one is spent (see `refresh`).
+            Some(_) => {
+                let (secret, _) = new_secret()?;
+                let token = format!("{CLIENT_TOKEN_PREFIX}{}", secret.expose_secret());
+                let hash = hash_secret(&token);
+                (SecretString::from(token), hash)
+            }
+            None => new_secret()?,
+        };
         let user_agent = context
             .user_agent
             .as_deref()
@@ -146,11 +159,19 @@ impl Auth {
             return Err(AuthError::InvalidGrant("the refresh token is invalid"));
         }
         let now = self.clock.now();
+        let for_client = presented.starts_with(CLIENT_TOKEN_PREFIX);
+        if for_client {
+            self.check_refreshing_client(presented, credentials).await?;
+        }
         // The successor is derived from the presented token with the
         // instance's key: a repeat within the grace window gets the same one
         // without it being stored anywhere (unguessable without the key).
-        let successor =
-            SecretString::from(self.sealer.keyed_hash(presented, "refresh-token-successor"));
+        let derived = self.sealer.keyed_hash(presented, "refresh-token-successor");
+        let successor = SecretString::from(if for_client {
+            format!("{CLIENT_TOKEN_PREFIX}{derived}")
+        } else {
+            derived
+        });
         let successor_hash = hash_secret(successor.expose_secret());
         let rotation = self
             .store
@@ -198,9 +219,8 @@ impl Auth {
             return Err(AuthError::InvalidGrant("the account is disabled"));
         }
         // A session opened for a client refreshes only for that client,
-        // authenticated as it must be (RFC 6749 section 6). The successor is
-        // not handed out otherwise; the client's own retry within the grace
-        // window still gets it.
+        // authenticated as it must be (RFC 6749 section 6): checked before
+        // the token was spent (its prefix says so), and again here.
         let first_party = match &session.client_id {
             Some(client_id) => {
                 let client = self.authenticate_token_client(credentials).await?;
@@ -222,7 +242,10 @@ impl Auth {
             super::tokens::Grants {
                 roles: if first_party { &user.roles } else { &[] },
                 app_metadata: user.app_metadata.as_deref().filter(|_| first_party),
-                client: session.client_id.as_deref().zip(session.scope.as_deref()),
+                client: session
+                    .client_id
+                    .as_deref()
+                    .map(|id| (id, session.scope.as_deref().unwrap_or_default())),
             },
         )?;
         Ok(TokenPair {
@@ -230,6 +253,34 @@ impl Auth {
             refresh_token: successor,
             session_id: session.id,
         })
+    }
+
+    /// Before a client's refresh token is spent: the caller must be that
+    /// client, authenticated, so that a stolen token alone spends nothing.
+    async fn check_refreshing_client(
+        &self,
+        presented: &str,
+        credentials: &super::ClientCredentials,
+    ) -> Result<(), AuthError> {
+        let Some(session) = self
+            .store
+            .session_of_refresh_token(&hash_secret(presented))
+            .await?
+        else {
+            // Unknown: the rotation says so.
+            return Ok(());
+        };
+        let Some(client_id) = session.client_id else {
+            return Ok(());
+        };
+        let client = self.authenticate_token_client(credentials).await?;
+        if client.id == client_id {
+            Ok(())
+        } else {
+            Err(AuthError::InvalidGrant(
+                "the refresh token was issued to another client",
+            ))
+        }
     }
 
     #[tracing::instrument(level = "info", skip_all)]

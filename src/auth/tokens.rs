@@ -367,7 +367,7 @@ impl TokenService {
     /// A token this issuer signed with a key it still holds, whatever its
     /// type and however long ago it expired: for an `id_token_hint`, which
     /// names who is signing out, and never grants anything.
-    pub fn verify_own(&self, token: &str) -> Result<serde_json::Value, TokenError> {
+    pub fn verify_own(&self, token: &str, typ: &str) -> Result<serde_json::Value, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Rejected("too long"));
         }
@@ -377,6 +377,10 @@ impl TokenService {
         let header = jsonwebtoken::decode_header(token)?;
         if names_critical_extensions(token) {
             return Err(TokenError::Rejected("critical header extension"));
+        }
+        // An ID token is `JWT`; an access token (`at+jwt`) is not a hint.
+        if header.typ.as_deref() != Some(typ) {
+            return Err(TokenError::Rejected("wrong typ"));
         }
         let kid = header.kid.ok_or(TokenError::Rejected("no kid"))?;
         let keyring = self.keyring();

@@ -392,18 +392,22 @@ fn client_credentials(
     request_body(content_type = "application/x-www-form-urlencoded", content = TokenHintForm),
     responses(
         (status = 200, description = "Revoked, or there was nothing to revoke"),
+        (status = 401, description = "A token issued to a client through `/authorize`, without that client's authentication", body = OAuthError),
         (status = 400, description = "RFC 6749 error", body = OAuthError),
         (status = 503, description = "The database is unreachable; retry after `Retry-After`", body = OAuthError),
     ))]
 async fn revoke(
     State(state): State<AppState>,
     _: Throttled<Other>,
+    headers: HeaderMap,
     mut form: OAuthForm,
 ) -> Result<Response, OAuthError> {
     let token = SecretString::from(form.required("token")?);
+    // Only a token issued to a client needs the client.
+    let credentials = client_credentials(&headers, &mut form).unwrap_or_default();
     state
         .auth
-        .revoke_token(&token)
+        .revoke_token(&token, &credentials)
         .await
         .map_err(OAuthError::from_auth)?;
     Ok(no_store(StatusCode::OK))

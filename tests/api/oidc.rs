@@ -105,6 +105,14 @@ impl Browser {
     }
 }
 
+/// A hidden field's value on a page.
+fn hidden_of(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).expect("the field") + marker.len();
+    let end = page[start..].find('"').unwrap() + start;
+    page[start..end].to_owned()
+}
+
 fn form_token_of(page: &str) -> String {
     let start = page
         .find("name=\"form_token\" value=\"")
@@ -431,13 +439,32 @@ async fn a_third_party_client_gets_consent_once_and_the_user_can_withdraw_it() {
     let html = page.text().await.unwrap();
     assert!(html.contains("Example App"));
     let token = form_token_of(&html);
+    let session = hidden_of(&html, "session");
     let request = url.split_once('?').unwrap().1;
+    // An answer for another sign-in (a tab that switched accounts) starts over.
+    let stale = browser
+        .post(
+            &app.url("/authorize"),
+            &[
+                ("form_token", &token),
+                ("request", request),
+                ("session", "00000000-0000-0000-0000-000000000000"),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    assert!(
+        location(&stale).starts_with("/authorize?"),
+        "{}",
+        location(&stale)
+    );
     let denied = browser
         .post(
             &app.url("/authorize"),
             &[
                 ("form_token", &token),
                 ("request", request),
+                ("session", &session),
                 ("decision", "deny"),
             ],
         )
@@ -449,6 +476,7 @@ async fn a_third_party_client_gets_consent_once_and_the_user_can_withdraw_it() {
             &[
                 ("form_token", &token),
                 ("request", request),
+                ("session", &session),
                 ("decision", "allow"),
             ],
         )
@@ -858,33 +886,40 @@ async fn a_confidential_client_authenticates_by_post_or_basic_and_never_as_publi
 #[tokio::test]
 async fn hostile_authorization_requests_get_4xx_pages_or_errors_never_5xx() {
     let (app, mut browser, client_id) = signed_in().await;
-    let base = authorize_url(&app, &client_id, "");
-    for extra in [
-        "&nonce=%00",
-        "&state=%FF%FE",
-        &format!("&nonce={}", "n".repeat(5000)),
-        "&scope=openid%20admin",
-        "&response_type=token",
-        "&max_age=-1",
-        "&prompt=none%20login",
-        "&request=eyJ",
+    // Each case replaces one parameter of a good request, so the check it
+    // aims at is the one that answers (not "repeated").
+    let long = "n".repeat(5000);
+    for (name, value, error) in [
+        ("nonce", "a\u{0}b", "invalid_request"),
+        ("state", "a\u{7}b", "invalid_request"),
+        ("nonce", long.as_str(), "invalid_request"),
+        ("scope", "openid admin", "invalid_scope"),
+        ("response_type", "token", "unsupported_response_type"),
+        ("max_age", "-1", "invalid_request"),
+        ("prompt", "none login", "invalid_request"),
+        ("login_after", "1.forged", "invalid_request"),
+        ("code_challenge", "short", "invalid_request"),
     ] {
-        let response = browser.get(&format!("{base}{extra}")).await;
-        assert!(
-            response.status().is_redirection() || response.status().is_client_error(),
-            "{extra}: {}",
-            response.status()
+        let mut params = query_of(&authorize_url(&app, &client_id, ""));
+        params.insert(name.to_owned(), value.to_owned());
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        let response = browser.get(&app.url(&format!("/authorize?{query}"))).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "{name}={value:.20}"
         );
-        if response.status().is_redirection() {
-            let target = location(&response);
-            if target.starts_with(REDIRECT) {
-                assert!(
-                    query_of(&target).contains_key("error")
-                        || query_of(&target).contains_key("code"),
-                    "{extra}: {target}"
-                );
-            }
-        }
+        let target = location(&response);
+        assert!(target.starts_with(REDIRECT), "{name}: {target}");
+        let answer = query_of(&target);
+        assert_eq!(
+            answer.get("error").map(String::as_str),
+            Some(error),
+            "{name}: {target}"
+        );
+        assert!(!answer.contains_key("code"), "{name}: {target}");
     }
     for hostile in [
         "client_id=%00",
@@ -924,7 +959,13 @@ async fn authorization_and_logout_requests_may_come_by_post() {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let response = browser.post(&app.url("/authorize"), &fields).await;
+    // A cross-site POST carries no SameSite=Lax cookie: the request goes on
+    // as a GET, which does (this client sends none either way).
+    let posted = Browser::new().post(&app.url("/authorize"), &fields).await;
+    assert_eq!(posted.status(), StatusCode::SEE_OTHER);
+    let again = location(&posted);
+    assert!(again.starts_with("/authorize?"), "{again}");
+    let response = browser.get(&app.url(&again)).await;
     let params = query_of(&location(&response));
     assert_eq!(params["state"], "st-1");
     let tokens = json_with_status(
@@ -933,7 +974,15 @@ async fn authorization_and_logout_requests_may_come_by_post() {
     )
     .await;
     let hint = tokens["id_token"].as_str().unwrap();
-    let response = browser
+    // An access token is no ID token, even though latchkey signed it.
+    let access_hint = browser
+        .get(&app.url(&format!(
+            "/end-session?id_token_hint={}",
+            tokens["access_token"].as_str().unwrap()
+        )))
+        .await;
+    assert_eq!(access_hint.status(), StatusCode::BAD_REQUEST);
+    let posted = Browser::new()
         .post(
             &app.url("/end-session"),
             &[
@@ -942,6 +991,9 @@ async fn authorization_and_logout_requests_may_come_by_post() {
             ],
         )
         .await;
+    let again = location(&posted);
+    assert!(again.starts_with("/end-session?"), "{again}");
+    let response = browser.get(&app.url(&again)).await;
     assert_eq!(location(&response), "http://127.0.0.1:9/bye");
     assert_eq!(
         browser.get(&app.url("/account")).await.status(),
@@ -950,12 +1002,77 @@ async fn authorization_and_logout_requests_may_come_by_post() {
 }
 
 #[tokio::test]
+async fn the_way_back_from_prompt_login_cannot_skip_the_sign_in() {
+    let (app, mut browser, client_id) = signed_in().await;
+    let response = browser
+        .get(&authorize_url(&app, &client_id, "&prompt=login"))
+        .await;
+    let target = location(&response);
+    let continued =
+        query_of(&format!("x?{}", target.split_once('?').unwrap().1))["continue"].clone();
+    assert!(continued.contains("login_after="), "{continued}");
+    // The old sign-in, straight back: sent to sign in again, no code.
+    let skipped = browser.get(&app.url(&continued)).await;
+    assert!(
+        location(&skipped).starts_with("/sign-in?reauth=1"),
+        "{}",
+        location(&skipped)
+    );
+}
+
+/// Refresh grace off: a spent token cannot be asked for again, so a refresh
+/// refused for the wrong client must not have spent it.
+#[tokio::test]
+async fn a_clients_refresh_token_is_neither_spent_nor_revoked_by_anyone_else() {
+    let app = TestApp::spawn_with(crate::helpers::Options::customized(|settings| {
+        settings.sessions.refresh_grace_seconds = latchkey::config::Bounded::clamped(0);
+    }))
+    .await;
+    app.register("alice", "alice@example.com", ALICE_PASSWORD)
+        .await;
+    let (client_id, _) = client(&app, true, true).await;
+    let (other, _) = client(&app, true, true).await;
+    let mut browser = Browser::new();
+    browser.sign_in(&app, "alice", ALICE_PASSWORD).await;
+    let url = authorize_url(&app, &client_id, "")
+        .replace("openid%20profile%20email", "openid%20offline_access");
+    let code = query_of(&location(&browser.get(&url).await))["code"].clone();
+    let tokens = json_with_status(exchange(&app, &client_id, &code, VERIFIER).await, 200).await;
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    let refresh_as = |client: Option<&str>| {
+        let mut form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", refresh_token.to_owned()),
+        ];
+        if let Some(client) = client {
+            form.push(("client_id", client.to_owned()));
+        }
+        app.client.post(app.url("/oauth/token")).form(&form).send()
+    };
+    let anonymous = json_with_status(refresh_as(None).await.unwrap(), 401).await;
+    assert_eq!(anonymous["error"], "invalid_client");
+    let wrong = json_with_status(refresh_as(Some(&other)).await.unwrap(), 400).await;
+    assert_eq!(wrong["error"], "invalid_grant");
+    let revoke = |client: &str| {
+        app.client
+            .post(app.url("/oauth/revoke"))
+            .form(&[("token", refresh_token), ("client_id", client)])
+            .send()
+    };
+    assert_eq!(revoke(&other).await.unwrap().status(), 400);
+    // Still the client's: it refreshes, then revokes.
+    json_with_status(refresh_as(Some(&client_id)).await.unwrap(), 200).await;
+    assert_eq!(revoke(&client_id).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
 async fn pages_answer_hostile_input_with_4xx_never_5xx() {
     let app = TestApp::spawn().await;
     let mut browser = Browser::new();
     let long = "t".repeat(5000);
     for path in [
-        "/sign-in?continue=%FF&continue=/account&reauth",
+        "/sign-in?continue=%FF%FE&reauth",
+        "/sign-in?continue=/account&continue=/authorize%3F",
         "/sign-in?token=%00",
         "/sign-up?continue=javascript:alert(1)",
         &format!("/reset-password?token={long}"),

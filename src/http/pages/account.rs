@@ -12,8 +12,11 @@ use maud::{Markup, PreEscaped, html};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::super::extract::Client;
+use super::super::throttle::admit;
 use super::{PageContext, PageForm, Ui, alert, field, flash, form_ok};
-use crate::auth::{AuthError, BrowserSession, Reauthentication, TotpEnrolment};
+use crate::auth::{
+    AuthError, BrowserSession, ClientContext, Reauthentication, RouteGroup, TotpEnrolment,
+};
 use crate::http::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -288,13 +291,23 @@ fn short_agent(agent: &str) -> &str {
 
 /// Runs an account action for a signed-in browser with a valid form, and
 /// shows the page with its outcome.
-async fn act<F, Fut>(state: AppState, context: PageContext, form: PageForm, action: F) -> Response
+async fn act<F, Fut>(
+    state: AppState,
+    context: PageContext,
+    client: ClientContext,
+    form: PageForm,
+    action: F,
+) -> Response
 where
     F: FnOnce(BrowserSession, PageForm) -> Fut,
     Fut: Future<Output = (StatusCode, Outcome)>,
 {
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
+    }
+    // The API's per-address budget: these actions check passwords and codes.
+    if admit(&state, RouteGroup::Login, &client).await.is_err() {
+        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
     }
     let (context, session) = match signed_in(&state, context).await {
         Ok(signed_in) => signed_in,
@@ -348,20 +361,26 @@ async fn change_email(
     let done = context.t("change_email_sent").to_owned();
     let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
-    act(state, context, form, |session, form| async move {
-        match auth
-            .request_email_change(
-                &session.principal,
-                &form.text("new_email"),
-                &form.secret("email_password"),
-                &client,
-            )
-            .await
-        {
-            Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(&ui, &error),
-        }
-    })
+    act(
+        state,
+        context,
+        client.clone(),
+        form,
+        |session, form| async move {
+            match auth
+                .request_email_change(
+                    &session.principal,
+                    &form.text("new_email"),
+                    &form.secret("email_password"),
+                    &client,
+                )
+                .await
+            {
+                Ok(()) => (StatusCode::OK, Outcome::done(&done)),
+                Err(error) => shown(&ui, &error),
+            }
+        },
+    )
     .await
 }
 
@@ -374,12 +393,18 @@ async fn resend_verification(
     let done = context.t("verification_sent").to_owned();
     let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
-    act(state, context, form, |session, _form| async move {
-        match auth.resend_verification(&session.principal, &client).await {
-            Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(&ui, &error),
-        }
-    })
+    act(
+        state,
+        context,
+        client.clone(),
+        form,
+        |session, _form| async move {
+            match auth.resend_verification(&session.principal, &client).await {
+                Ok(()) => (StatusCode::OK, Outcome::done(&done)),
+                Err(error) => shown(&ui, &error),
+            }
+        },
+    )
     .await
 }
 
@@ -392,20 +417,26 @@ async fn change_password(
     let done = context.t("password_changed").to_owned();
     let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
-    act(state, context, form, |session, form| async move {
-        match auth
-            .change_password(
-                &session.principal,
-                &form.secret("current_password"),
-                &form.secret("new_password"),
-                &client,
-            )
-            .await
-        {
-            Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(&ui, &error),
-        }
-    })
+    act(
+        state,
+        context,
+        client.clone(),
+        form,
+        |session, form| async move {
+            match auth
+                .change_password(
+                    &session.principal,
+                    &form.secret("current_password"),
+                    &form.secret("new_password"),
+                    &client,
+                )
+                .await
+            {
+                Ok(()) => (StatusCode::OK, Outcome::done(&done)),
+                Err(error) => shown(&ui, &error),
+            }
+        },
+    )
     .await
 }
 
@@ -417,21 +448,27 @@ async fn start_totp(
 ) -> Response {
     let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
-    act(state, context, form, |session, form| async move {
-        match auth
-            .start_totp(&session.principal, &form.secret("totp_password"), &client)
-            .await
-        {
-            Ok(enrolment) => (
-                StatusCode::OK,
-                Outcome {
-                    enrolment: Some(enrolment),
-                    ..Outcome::default()
-                },
-            ),
-            Err(error) => shown(&ui, &error),
-        }
-    })
+    act(
+        state,
+        context,
+        client.clone(),
+        form,
+        |session, form| async move {
+            match auth
+                .start_totp(&session.principal, &form.secret("totp_password"), &client)
+                .await
+            {
+                Ok(enrolment) => (
+                    StatusCode::OK,
+                    Outcome {
+                        enrolment: Some(enrolment),
+                        ..Outcome::default()
+                    },
+                ),
+                Err(error) => shown(&ui, &error),
+            }
+        },
+    )
     .await
 }
 
@@ -443,26 +480,32 @@ async fn confirm_totp(
 ) -> Response {
     let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
-    act(state, context, form, |session, form| async move {
-        let code: String = form
-            .text("totp_code")
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        match auth
-            .confirm_totp(&session.principal, &SecretString::from(code), &client)
-            .await
-        {
-            Ok(codes) => (
-                StatusCode::OK,
-                Outcome {
-                    codes,
-                    ..Outcome::default()
-                },
-            ),
-            Err(error) => shown(&ui, &error),
-        }
-    })
+    act(
+        state,
+        context,
+        client.clone(),
+        form,
+        |session, form| async move {
+            let code: String = form
+                .text("totp_code")
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            match auth
+                .confirm_totp(&session.principal, &SecretString::from(code), &client)
+                .await
+            {
+                Ok(codes) => (
+                    StatusCode::OK,
+                    Outcome {
+                        codes,
+                        ..Outcome::default()
+                    },
+                ),
+                Err(error) => shown(&ui, &error),
+            }
+        },
+    )
     .await
 }
 
@@ -475,20 +518,26 @@ async fn remove_totp(
     let done = context.t("totp_removed").to_owned();
     let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
-    act(state, context, form, |session, form| async move {
-        match auth
-            .remove_totp(
-                &session.principal,
-                &form.secret("remove_password"),
-                &form.secret("remove_code"),
-                &client,
-            )
-            .await
-        {
-            Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(&ui, &error),
-        }
-    })
+    act(
+        state,
+        context,
+        client.clone(),
+        form,
+        |session, form| async move {
+            match auth
+                .remove_totp(
+                    &session.principal,
+                    &form.secret("remove_password"),
+                    &form.secret("remove_code"),
+                    &client,
+                )
+                .await
+            {
+                Ok(()) => (StatusCode::OK, Outcome::done(&done)),
+                Err(error) => shown(&ui, &error),
+            }
+        },
+    )
     .await
 }
 
@@ -500,21 +549,31 @@ async fn recovery_codes(
 ) -> Response {
     let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
-    act(state, context, form, |session, form| async move {
-        match auth
-            .regenerate_recovery_codes(&session.principal, &form.secret("codes_password"), &client)
-            .await
-        {
-            Ok(codes) => (
-                StatusCode::OK,
-                Outcome {
-                    codes,
-                    ..Outcome::default()
-                },
-            ),
-            Err(error) => shown(&ui, &error),
-        }
-    })
+    act(
+        state,
+        context,
+        client.clone(),
+        form,
+        |session, form| async move {
+            match auth
+                .regenerate_recovery_codes(
+                    &session.principal,
+                    &form.secret("codes_password"),
+                    &client,
+                )
+                .await
+            {
+                Ok(codes) => (
+                    StatusCode::OK,
+                    Outcome {
+                        codes,
+                        ..Outcome::default()
+                    },
+                ),
+                Err(error) => shown(&ui, &error),
+            }
+        },
+    )
     .await
 }
 
@@ -528,66 +587,86 @@ async fn remove_passkey(
     let done = context.t("passkey_removed").to_owned();
     let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
-    act(state, context, form, |session, form| async move {
-        let Ok(id) = uuid::Uuid::parse_str(&id) else {
-            return shown(&ui, &AuthError::PasskeyNotFound);
-        };
-        let password = form.secret(&format!("passkey-password-{id}"));
-        match auth
-            .remove_passkey(
-                &session.principal,
-                id,
-                Reauthentication::Password(password),
-                &client,
-            )
-            .await
-        {
-            Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(&ui, &error),
-        }
-    })
+    act(
+        state,
+        context,
+        client.clone(),
+        form,
+        |session, form| async move {
+            let Ok(id) = uuid::Uuid::parse_str(&id) else {
+                return shown(&ui, &AuthError::PasskeyNotFound);
+            };
+            let password = form.secret(&format!("passkey-password-{id}"));
+            match auth
+                .remove_passkey(
+                    &session.principal,
+                    id,
+                    Reauthentication::Password(password),
+                    &client,
+                )
+                .await
+            {
+                Ok(()) => (StatusCode::OK, Outcome::done(&done)),
+                Err(error) => shown(&ui, &error),
+            }
+        },
+    )
     .await
 }
 
 async fn end_session(
     State(state): State<AppState>,
     context: PageContext,
+    Client(client): Client,
     Path(id): Path<String>,
     form: PageForm,
 ) -> Response {
     let done = context.t("session_ended").to_owned();
     let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
-    act(state, context, form, |session, _form| async move {
-        let Ok(id) = uuid::Uuid::parse_str(&id) else {
-            return shown(&ui, &AuthError::SessionNotFound);
-        };
-        match auth.end_own_session(&session.principal, id).await {
-            Ok(()) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(&ui, &error),
-        }
-    })
+    act(
+        state,
+        context,
+        client.clone(),
+        form,
+        |session, _form| async move {
+            let Ok(id) = uuid::Uuid::parse_str(&id) else {
+                return shown(&ui, &AuthError::SessionNotFound);
+            };
+            match auth.end_own_session(&session.principal, id).await {
+                Ok(()) => (StatusCode::OK, Outcome::done(&done)),
+                Err(error) => shown(&ui, &error),
+            }
+        },
+    )
     .await
 }
 
 async fn revoke_consent(
     State(state): State<AppState>,
     context: PageContext,
+    Client(client): Client,
     Path(client_id): Path<String>,
     form: PageForm,
 ) -> Response {
     let done = context.t("consent_revoked").to_owned();
     let ui = std::sync::Arc::clone(&context.ui);
     let auth = state.auth.clone();
-    act(state, context, form, |session, _form| async move {
-        match auth
-            .revoke_consent(session.principal.user_id, &client_id)
-            .await
-        {
-            Ok(_) => (StatusCode::OK, Outcome::done(&done)),
-            Err(error) => shown(&ui, &error),
-        }
-    })
+    act(
+        state,
+        context,
+        client.clone(),
+        form,
+        |session, _form| async move {
+            match auth
+                .revoke_consent(session.principal.user_id, &client_id)
+                .await
+            {
+                Ok(_) => (StatusCode::OK, Outcome::done(&done)),
+                Err(error) => shown(&ui, &error),
+            }
+        },
+    )
     .await
 }
 

@@ -10,7 +10,10 @@ use maud::html;
 
 use super::sign_in::encode;
 use super::{PageContext, PageForm, form_ok, form_target};
-use crate::auth::{AuthorizationRequest, AuthorizeError, BrowserSession, RedirectError};
+use crate::auth::{
+    AuthError, AuthorizationRequest, AuthorizeError, BrowserSession, CLIENT_LOOKUP_FAILED,
+    RedirectError,
+};
 use crate::http::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -54,6 +57,9 @@ fn refuse(state: &AppState, error: &RedirectError) -> Response {
 
 /// The page for a request whose client or redirect URI is not proven.
 fn bad_request_page(context: PageContext, reason: &str) -> Response {
+    if reason == CLIENT_LOOKUP_FAILED {
+        return context.failure(&AuthError::Busy);
+    }
     let title = context.t("authorize_error_title").to_owned();
     let main = html! {
         h1 { (title) }
@@ -192,6 +198,7 @@ fn consent_page(
         form method="post" action="/authorize" class="actions" {
             (context.token_field(state))
             input type="hidden" name="request" value=(query);
+            input type="hidden" name="session" value=(session.principal.session_id.to_string());
             button type="submit" name="decision" value="allow" { (context.t("consent_allow")) }
             button type="submit" name="decision" value="deny" class="secondary" { (context.t("consent_deny")) }
         }
@@ -200,10 +207,12 @@ fn consent_page(
 }
 
 /// The consent form's answer, or an authorization request sent by POST
-/// (OpenID Connect Core section 3.1.2.1).
+/// (OpenID Connect Core section 3.1.2.1). A cross-site POST carries no
+/// SameSite=Lax cookie, so the request goes on as the GET it could have
+/// been, which does.
 async fn consent(State(state): State<AppState>, context: PageContext, form: PageForm) -> Response {
     if form.get("decision").is_none() {
-        return authorize_query(&state, context, as_query(&form)).await;
+        return context.redirect(&format!("/authorize?{}", as_query(&form)));
     }
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
@@ -224,6 +233,14 @@ async fn consent(State(state): State<AppState>, context: PageContext, form: Page
         }
         Err(error) => return context.failure(&error),
     };
+    // The page was shown to this sign-in; another (a tab that switched
+    // accounts) or a stale one (max_age, prompt=login) starts over.
+    if form.get("session") != Some(session.principal.session_id.to_string().as_str()) {
+        return context.redirect(&format!("/authorize?{query}"));
+    }
+    if state.auth.needs_fresh_sign_in(&request, &session) {
+        return context.redirect(&sign_in_again(&state, &request, &query));
+    }
     if form.get("decision") != Some("allow") {
         return refuse(
             &state,
@@ -264,6 +281,17 @@ async fn logout_request(state: &AppState, query: &str) -> Result<Logout, &'stati
         ),
         None => None,
     };
+    // An ID token names its client in `aud`: one that exists.
+    if let Some(hinted) = hint.as_ref().and_then(|hint| hint.client_id.as_deref())
+        && state
+            .auth
+            .client(hinted)
+            .await
+            .map_err(|_| CLIENT_LOOKUP_FAILED)?
+            .is_none()
+    {
+        return Err("id_token_hint was not issued to a client of this server");
+    }
     let client_id = params
         .get("client_id")
         .cloned()
@@ -284,7 +312,7 @@ async fn logout_request(state: &AppState, query: &str) -> Result<Logout, &'stati
                 .auth
                 .client(&client_id)
                 .await
-                .map_err(|_| "the client could not be looked up; try again")?
+                .map_err(|_| CLIENT_LOOKUP_FAILED)?
                 .ok_or("the client is unknown")?;
             if !client
                 .post_logout_redirect_uris
@@ -359,7 +387,8 @@ async fn end_session_confirmed(
     form: PageForm,
 ) -> Response {
     if form.get("form_token").is_none() {
-        return end_session(State(state), context, RawQuery(Some(as_query(&form)))).await;
+        // As for `/authorize`: on as a GET, which carries the session cookie.
+        return context.redirect(&format!("/end-session?{}", as_query(&form)));
     }
     if !form_ok(&context, &state, &form) {
         return context.expired_form();

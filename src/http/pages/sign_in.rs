@@ -146,6 +146,7 @@ fn redirect_target(_state: &AppState, next: &str) -> Vec<String> {
     // Only loosens this page's own form-action; `/authorize` checks the URI.
     form_urlencoded::parse(query.as_bytes())
         .find(|(name, _)| name == "redirect_uri")
+        .filter(|(_, uri)| crate::auth::valid_redirect_uri(uri))
         .and_then(|(_, uri)| super::form_target(&uri))
         .into_iter()
         .collect()
@@ -340,6 +341,9 @@ async fn email_code_request(
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
     }
+    if admit(&state, RouteGroup::Other, &client).await.is_err() {
+        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
+    }
     let next = safe_continue(form.get("continue"));
     let email = form.text("email");
     match state.auth.request_sign_in_code(&email, &client).await {
@@ -453,6 +457,9 @@ async fn sign_in_link(
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
     }
+    if admit(&state, RouteGroup::Login, &client).await.is_err() {
+        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
+    }
     let next = safe_continue(form.get("continue"));
     match state
         .auth
@@ -529,6 +536,9 @@ async fn second_factor(
 ) -> Response {
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
+    }
+    if admit(&state, RouteGroup::Login, &client).await.is_err() {
+        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
     }
     let next = safe_continue(form.get("continue"));
     let Some(mfa_token) = context
@@ -784,6 +794,9 @@ async fn forgot(
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
     }
+    if admit(&state, RouteGroup::Other, &client).await.is_err() {
+        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
+    }
     match state
         .auth
         .forgot_password(&form.text("email"), &client)
@@ -853,6 +866,9 @@ async fn reset(
 ) -> Response {
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
+    }
+    if admit(&state, RouteGroup::Other, &client).await.is_err() {
+        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
     }
     let token = form.text("token");
     match state
@@ -945,6 +961,9 @@ async fn verify(
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
     }
+    if admit(&state, RouteGroup::Other, &client).await.is_err() {
+        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
+    }
     let outcome = state
         .auth
         .verify_email(&form.secret("token"), &client)
@@ -975,6 +994,9 @@ async fn change(
 ) -> Response {
     if !form_ok(&context, &state, &form) {
         return context.expired_form();
+    }
+    if admit(&state, RouteGroup::Other, &client).await.is_err() {
+        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
     }
     let outcome = state
         .auth
