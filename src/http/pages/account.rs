@@ -12,8 +12,7 @@ use maud::{Markup, PreEscaped, html};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::super::extract::Client;
-use super::super::throttle::admit;
-use super::{PageContext, PageForm, Ui, alert, field, flash, form_ok};
+use super::{PageContext, PageForm, Ui, accepted, alert, field, flash};
 use crate::auth::{
     AuthError, BrowserSession, ClientContext, Reauthentication, RouteGroup, TotpEnrolment,
 };
@@ -302,13 +301,11 @@ where
     F: FnOnce(BrowserSession, PageForm) -> Fut,
     Fut: Future<Output = (StatusCode, Outcome)>,
 {
-    if !form_ok(&context, &state, &form) {
-        return context.expired_form();
-    }
     // The API's per-address budget: these actions check passwords and codes.
-    if admit(&state, RouteGroup::Login, &client).await.is_err() {
-        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
-    }
+    let context = match accepted(context, &state, &form, &client, RouteGroup::Login).await {
+        Ok(context) => context,
+        Err(refused) => return refused,
+    };
     let (context, session) = match signed_in(&state, context).await {
         Ok(signed_in) => signed_in,
         Err(response) => return response,

@@ -583,6 +583,24 @@ pub fn flash(text: Option<&str>) -> Markup {
     }
 }
 
+/// A posted form's gate: its token, then the API's per-address budget for
+/// `group`; the context back, or the page that refuses.
+pub(crate) async fn accepted(
+    context: PageContext,
+    state: &AppState,
+    form: &PageForm,
+    client: &crate::auth::ClientContext,
+    group: crate::auth::RouteGroup,
+) -> Result<PageContext, Response> {
+    if !form_ok(&context, state, form) {
+        return Err(context.expired_form());
+    }
+    if super::throttle::admit(state, group, client).await.is_err() {
+        return Err(context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1))));
+    }
+    Ok(context)
+}
+
 /// The form field and client context a page's action needs.
 pub(crate) fn form_ok(context: &PageContext, state: &AppState, form: &PageForm) -> bool {
     context.form_token_ok(state, form.get("form_token"))

@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use super::super::extract::Client;
 use super::super::throttle::admit;
-use super::{Lenient, MFA_COOKIE, PageContext, PageForm, alert, field, form_ok, safe_continue};
+use super::{
+    Lenient, MFA_COOKIE, PageContext, PageForm, accepted, alert, field, form_ok, safe_continue,
+};
 use crate::auth::{AuthError, LoginOutcome, Registration, RouteGroup, SecondFactor};
 use crate::http::state::AppState;
 
@@ -338,12 +340,10 @@ async fn email_code_request(
     Client(client): Client,
     form: PageForm,
 ) -> Response {
-    if !form_ok(&context, &state, &form) {
-        return context.expired_form();
-    }
-    if admit(&state, RouteGroup::Other, &client).await.is_err() {
-        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
-    }
+    let context = match accepted(context, &state, &form, &client, RouteGroup::Other).await {
+        Ok(context) => context,
+        Err(refused) => return refused,
+    };
     let next = safe_continue(form.get("continue"));
     let email = form.text("email");
     match state.auth.request_sign_in_code(&email, &client).await {
@@ -454,12 +454,10 @@ async fn sign_in_link(
     Client(client): Client,
     form: PageForm,
 ) -> Response {
-    if !form_ok(&context, &state, &form) {
-        return context.expired_form();
-    }
-    if admit(&state, RouteGroup::Login, &client).await.is_err() {
-        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
-    }
+    let context = match accepted(context, &state, &form, &client, RouteGroup::Login).await {
+        Ok(context) => context,
+        Err(refused) => return refused,
+    };
     let next = safe_continue(form.get("continue"));
     match state
         .auth
@@ -534,12 +532,10 @@ async fn second_factor(
     Client(client): Client,
     form: PageForm,
 ) -> Response {
-    if !form_ok(&context, &state, &form) {
-        return context.expired_form();
-    }
-    if admit(&state, RouteGroup::Login, &client).await.is_err() {
-        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
-    }
+    let context = match accepted(context, &state, &form, &client, RouteGroup::Login).await {
+        Ok(context) => context,
+        Err(refused) => return refused,
+    };
     let next = safe_continue(form.get("continue"));
     let Some(mfa_token) = context
         .cookie(MFA_COOKIE)
@@ -791,12 +787,10 @@ async fn forgot(
     Client(client): Client,
     form: PageForm,
 ) -> Response {
-    if !form_ok(&context, &state, &form) {
-        return context.expired_form();
-    }
-    if admit(&state, RouteGroup::Other, &client).await.is_err() {
-        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
-    }
+    let context = match accepted(context, &state, &form, &client, RouteGroup::Other).await {
+        Ok(context) => context,
+        Err(refused) => return refused,
+    };
     match state
         .auth
         .forgot_password(&form.text("email"), &client)
@@ -860,16 +854,14 @@ fn reset_view(
 
 async fn reset(
     State(state): State<AppState>,
-    mut context: PageContext,
+    context: PageContext,
     Client(client): Client,
     form: PageForm,
 ) -> Response {
-    if !form_ok(&context, &state, &form) {
-        return context.expired_form();
-    }
-    if admit(&state, RouteGroup::Other, &client).await.is_err() {
-        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
-    }
+    let mut context = match accepted(context, &state, &form, &client, RouteGroup::Other).await {
+        Ok(context) => context,
+        Err(refused) => return refused,
+    };
     let token = form.text("token");
     match state
         .auth
@@ -958,12 +950,10 @@ async fn verify(
     Client(client): Client,
     form: PageForm,
 ) -> Response {
-    if !form_ok(&context, &state, &form) {
-        return context.expired_form();
-    }
-    if admit(&state, RouteGroup::Other, &client).await.is_err() {
-        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
-    }
+    let context = match accepted(context, &state, &form, &client, RouteGroup::Other).await {
+        Ok(context) => context,
+        Err(refused) => return refused,
+    };
     let outcome = state
         .auth
         .verify_email(&form.secret("token"), &client)
@@ -992,12 +982,10 @@ async fn change(
     Client(client): Client,
     form: PageForm,
 ) -> Response {
-    if !form_ok(&context, &state, &form) {
-        return context.expired_form();
-    }
-    if admit(&state, RouteGroup::Other, &client).await.is_err() {
-        return context.failure(&AuthError::Throttled(std::time::Duration::from_secs(1)));
-    }
+    let context = match accepted(context, &state, &form, &client, RouteGroup::Other).await {
+        Ok(context) => context,
+        Err(refused) => return refused,
+    };
     let outcome = state
         .auth
         .confirm_email_change(&form.secret("token"), &client)
